@@ -88,7 +88,7 @@ def teacher_dirs(tmp_path_factory) -> dict[str, Path]:
     dirs = {name: root / name for name in ("dino", "dinov2", "mae", "resnet", "timm_vit", "timm_resnet", "minilm")}
     torch.manual_seed(0)
 
-    ViTModel(ViTConfig(**_vit_kwargs())).save_pretrained(dirs["dino"])
+    ViTModel(ViTConfig(**_vit_kwargs()), add_pooling_layer=False).save_pretrained(dirs["dino"])
     _save_image_processor(dirs["dino"])
 
     Dinov2Model(Dinov2Config(**_vit_kwargs(patch_size=4))).save_pretrained(dirs["dinov2"])

@@ -323,6 +323,9 @@ def _load_transformers(
     if config.model_type == "vit_mae":
         # ViT-MAE masks 75% of the patches at random even in eval mode unless told otherwise.
         model_kwargs.setdefault("mask_ratio", 0.0)
+    if config.model_type == "vit" and pooling != "pooler":
+        # DINO checkpoints have no pooler: building one would only add randomly initialised, unused weights.
+        model_kwargs.setdefault("add_pooling_layer", False)
     model = AutoModel.from_pretrained(
         name_or_path, revision=revision, trust_remote_code=trust_remote_code, **model_kwargs
     )

@@ -1,0 +1,166 @@
+"""`TCSConfig`: the training arguments of `TCSDistillationTrainer`, a `TrainingArguments` subclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+__all__ = ["TCSConfig"]
+
+_TARGET_SCALINGS = ("global", "none", "standardize")
+_SELECTION_STRATEGIES = ("no", "epoch", "steps")
+_IMPORTANCE_LOSSES = ("task", "total")
+
+
+@dataclass
+class TCSConfig(TrainingArguments):
+    r"""
+    Configuration for [`TCSDistillationTrainer`]: every [`~transformers.TrainingArguments`] field plus the ones below.
+
+    Parameters:
+        > Parameters that control the teacher pass (only used when the training set has no teacher features)
+
+        teacher_model_name_or_path (`str` or `None`, *optional*, defaults to `None`):
+            Hub id or local folder of the teacher. When set and the training set has neither the feature nor the
+            coordinate column, the trainer runs the teacher pass itself (once, on the main process first).
+        teacher_revision (`str` or `None`, *optional*, defaults to `None`):
+            Hub revision (branch, tag or commit) of the teacher.
+        teacher_pooling (`str`, *optional*, defaults to `"auto"`):
+            How the teacher's feature is read; see `hf_tcs.load_teacher`.
+        teacher_input_column (`str` or `None`, *optional*, defaults to `None`):
+            Column fed to the teacher (the image or text column); detected when `None`.
+        teacher_batch_size (`int`, *optional*, defaults to `64`):
+            Batch size of the teacher pass.
+
+        > Parameters that control the coordinate system
+
+        tcs_num_components (`float` or `None`, *optional*, defaults to `0.95`):
+            Coordinates kept from the teacher's PCA: a share of explained variance when in (0, 1], a count when
+            greater than 1, all of them when `None`.
+        tcs_target_scaling (`str`, *optional*, defaults to `"global"`):
+            How the teacher coordinates are scaled into targets: `"global"` (one scalar making the mean variance
+            over all D components 1; the spectrum is kept), `"none"` (literal coordinates) or `"standardize"` (each
+            coordinate by its own standard deviation, i.e. whitening).
+        tcs_feature_column (`str`, *optional*, defaults to `"teacher_features"`):
+            Column holding the teacher's features.
+        tcs_coordinate_column (`str`, *optional*, defaults to `"tcs_coordinates"`):
+            Column holding the teacher's coordinates (added by the trainer when only features are given).
+
+        > Parameters that control the loss
+
+        tcs_loss_weight (`float`, *optional*, defaults to `2.0`):
+            Weight of the coordinate loss next to cross-entropy. The coordinate loss is the squared error summed over
+            the active coordinates divided by the teacher's feature dimension D, so a weight means the same whatever
+            the number of kept or active coordinates. `0` trains with plain cross-entropy (no TCS head).
+        tcs_lsh_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of the optional eLSH hash loss on the coordinates (`0` disables it).
+        tcs_lsh_bits (`int` or `None`, *optional*, defaults to `None`):
+            Number of random hyperplanes of the eLSH loss; 4 x the number of coordinates when `None`.
+
+        > Parameters that control tailoring (the iterative selection of coordinates)
+
+        tcs_selection_strategy (`str`, *optional*, defaults to `"no"`):
+            When selection steps happen: `"no"` (keep every coordinate), `"epoch"` (at the end of each epoch) or
+            `"steps"` (every `tcs_selection_steps` optimizer steps).
+        tcs_selection_steps (`float`, *optional*, defaults to `0.1`):
+            With `"steps"`: optimizer steps between selection steps, an integer, or a float in (0, 1) read as a
+            share of the total training steps (as `eval_steps` is).
+        tcs_selection_rounds (`int`, *optional*, defaults to `3`):
+            How many selection steps happen at most; they all come early in training.
+        tcs_drop_ratio (`float`, *optional*, defaults to `0.2`):
+            Share of the still-active coordinates dropped, for good, at each selection step.
+        tcs_min_components (`int`, *optional*, defaults to `16`):
+            Floor: tailoring never leaves fewer active coordinates than this.
+        tcs_importance_loss (`str`, *optional*, defaults to `"task"`):
+            The loss whose gradient measures a coordinate's importance: `"task"` (cross-entropy only) or
+            `"total"` (cross-entropy plus the coordinate loss, which favours high-variance coordinates).
+    """
+
+    teacher_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id or local folder of the teacher, used to run the teacher pass when the training set has "
+            "no teacher features."
+        },
+    )
+    teacher_revision: str | None = field(default=None, metadata={"help": "Hub revision of the teacher."})
+    teacher_pooling: str = field(
+        default="auto", metadata={"help": "Teacher pooling: auto, cls, mean, pooler (vision), max (text)."}
+    )
+    teacher_input_column: str | None = field(
+        default=None, metadata={"help": "Column fed to the teacher; detected when not set."}
+    )
+    teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher pass."})
+
+    tcs_num_components: float | None = field(
+        default=0.95,
+        metadata={
+            "help": "Coordinates kept: a share of explained variance in (0, 1], a count above 1, or all when unset."
+        },
+    )
+    tcs_target_scaling: str = field(
+        default="global",
+        metadata={"help": "Target scaling: global (mean variance 1, spectrum kept), none, or standardize."},
+    )
+    tcs_feature_column: str = field(default="teacher_features", metadata={"help": "Teacher feature column."})
+    tcs_coordinate_column: str = field(default="tcs_coordinates", metadata={"help": "Teacher coordinate column."})
+
+    tcs_loss_weight: float = field(
+        default=2.0,
+        metadata={
+            "help": "Weight of the coordinate loss (squared error on active coordinates / D); 0 = cross-entropy only."
+        },
+    )
+    tcs_lsh_weight: float = field(default=0.0, metadata={"help": "Weight of the optional eLSH loss; 0 disables it."})
+    tcs_lsh_bits: int | None = field(
+        default=None, metadata={"help": "eLSH hyperplanes; 4 x the number of coordinates when unset."}
+    )
+
+    tcs_selection_strategy: str = field(
+        default="no", metadata={"help": "When coordinates are selected: no, epoch or steps."}
+    )
+    tcs_selection_steps: float = field(
+        default=0.1,
+        metadata={"help": "With steps: optimizer steps between selections, or a share of training if in (0, 1)."},
+    )
+    tcs_selection_rounds: int = field(default=3, metadata={"help": "Maximum number of selection steps."})
+    tcs_drop_ratio: float = field(
+        default=0.2, metadata={"help": "Share of the active coordinates dropped at each selection step."}
+    )
+    tcs_min_components: int = field(default=16, metadata={"help": "Minimum number of active coordinates."})
+    tcs_importance_loss: str = field(
+        default="task", metadata={"help": "Loss measuring coordinate importance: task (cross-entropy) or total."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        k = self.tcs_num_components
+        if k is not None and (k <= 0 or (k > 1 and k != int(k))):
+            raise ValueError(
+                f"tcs_num_components={k}: use a share of explained variance in (0, 1], a whole count above 1, "
+                "or None for all components."
+            )
+        for name, allowed in (
+            ("tcs_target_scaling", _TARGET_SCALINGS),
+            ("tcs_selection_strategy", _SELECTION_STRATEGIES),
+            ("tcs_importance_loss", _IMPORTANCE_LOSSES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: use one of {allowed}.")
+        for name in ("tcs_loss_weight", "tcs_lsh_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} is negative: use 0 to disable that loss.")
+        if not 0 < self.tcs_drop_ratio < 1:
+            raise ValueError(f"tcs_drop_ratio={self.tcs_drop_ratio}: use a share in (0, 1), e.g. 0.2.")
+        if self.tcs_min_components < 1:
+            raise ValueError(f"tcs_min_components={self.tcs_min_components}: keep at least 1 coordinate.")
+        if self.tcs_selection_rounds < 0:
+            raise ValueError(f"tcs_selection_rounds={self.tcs_selection_rounds}: use 0 or more.")
+        steps = self.tcs_selection_steps
+        if self.tcs_selection_strategy == "steps" and (steps <= 0 or (steps >= 1 and steps != int(steps))):
+            raise ValueError(
+                f"tcs_selection_steps={steps}: use a whole number of steps, or a share of training in (0, 1)."
+            )
+        if self.tcs_lsh_bits is not None and self.tcs_lsh_bits < 1:
+            raise ValueError(f"tcs_lsh_bits={self.tcs_lsh_bits}: use a positive number of hash bits, or None.")

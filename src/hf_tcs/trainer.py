@@ -1,0 +1,398 @@
+"""`TCSDistillationTrainer`: a `transformers.Trainer` that distils a teacher's coordinate system into a student.
+
+No teacher is in memory while the student trains: the training set carries the teacher's coordinates (computed once
+by `precompute_teacher_features` + `CoordinateSystem`, or by this trainer at start-up), and the loss is
+
+    cross-entropy(labels) + tcs_loss_weight * coordinate_loss(student coordinates, teacher coordinates)
+
+on the coordinates still active after tailoring. Unlabelled examples (label -100 or missing) carry the coordinate
+loss only. `save_model` writes the folded student: the unchanged model class and config, loadable without hf_tcs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from functools import lru_cache
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.data.data_collator import default_data_collator
+from transformers.utils import SAFE_WEIGHTS_NAME
+
+from .config import TCSConfig
+from .coordinates import CoordinateSystem
+from .evaluation import load_metric
+from .features import precompute_teacher_features
+from .losses import coordinate_loss, lsh_bias, lsh_loss, lsh_projection, masked_cross_entropy
+from .selection import TailoringCallback
+from .student import attach_tcs_head, folded_tcs_head, student_coordinates
+from .teachers import Teacher, load_teacher
+
+__all__ = ["TCSDataCollator", "TCSDistillationTrainer"]
+
+IGNORE_INDEX = -100
+
+
+class TCSDataCollator:
+    """Collates the student's inputs with the wrapped collator and the teacher coordinates as a float32 tensor.
+
+    Missing labels (`None`) become -100, so unlabelled examples can sit in the same batch as labelled ones.
+    """
+
+    def __init__(self, collator, coordinate_column: str):
+        self.collator = collator
+        self.coordinate_column = coordinate_column
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        features = [dict(example) for example in features]  # never mutate the dataset's rows
+        coordinates = [example.pop(self.coordinate_column, None) for example in features]
+        for example in features:
+            for key in ("label", "labels"):
+                if key in example and example[key] is None:
+                    example[key] = IGNORE_INDEX
+        batch = self.collator(features)
+        if coordinates[0] is not None:
+            batch[self.coordinate_column] = torch.as_tensor(np.asarray(coordinates, dtype=np.float32))
+        return batch
+
+
+class TCSDistillationTrainer(Trainer):
+    """Train a classification student against a teacher's (tailored) coordinate system.
+
+    Args:
+        model: the student, a Hugging Face `*ForImageClassification` / `*ForSequenceClassification` model (timm
+            students through `TimmWrapperForImageClassification`). Its final classifier is replaced by the TCS
+            head for training and folded back on `save_model`.
+        args: a `TCSConfig` (a plain `TrainingArguments` is upgraded with the TCS defaults).
+        train_dataset: a `datasets.Dataset` with the student's inputs, `label` (or `labels`; -100/None for
+            unlabelled examples) and either the teacher coordinates (`tcs_coordinates`), the teacher features
+            (`teacher_features`), or neither when `args.teacher_model_name_or_path` or `teacher` is given.
+        eval_dataset: evaluated with cross-entropy (plus the coordinate loss when it has coordinates) and
+            accuracy unless `compute_metrics` says otherwise.
+        coordinate_system: a fitted `CoordinateSystem` to use instead of fitting one on the training features.
+        teacher: a `Teacher` (or Hub id / folder) for the teacher pass, instead of `args.teacher_model_name_or_path`.
+        Other arguments are those of `transformers.Trainer`.
+    """
+
+    _tag_names = ["hf_tcs", "knowledge-distillation", "tcs"]
+    # The loss is a mean over each micro-batch: Trainer must divide it by the gradient-accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args: TrainingArguments | None = None,
+        train_dataset: datasets.Dataset | None = None,
+        eval_dataset: datasets.Dataset | dict[str, datasets.Dataset] | None = None,
+        processing_class: Any = None,
+        data_collator: Any = None,
+        compute_metrics: Any = None,
+        coordinate_system: CoordinateSystem | None = None,
+        teacher: Teacher | str | None = None,
+        callbacks: list | None = None,
+        **kwargs,
+    ):
+        if args is None:
+            args = TCSConfig(output_dir=f"{type(model).__name__}-TCS")
+        elif not isinstance(args, TCSConfig):
+            config = args.to_dict()
+            config["hub_token"] = args.hub_token  # to_dict() hides the token
+            args = TCSConfig(**config)
+        if not isinstance(train_dataset, datasets.Dataset):
+            raise ValueError(
+                "TCSDistillationTrainer needs a `train_dataset` (a datasets.Dataset with the student's inputs and "
+                f"labels), got {type(train_dataset).__name__}."
+            )
+        num_labels = model.config.num_labels
+        _check_labels(train_dataset, num_labels, "train_dataset")
+        eval_sets = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval_dataset", eval_dataset)]
+        for name, dataset in eval_sets:
+            if dataset is not None:
+                _check_labels(dataset, num_labels, name)
+
+        self.coordinate_system = None
+        self.tcs_head = None
+        if args.tcs_loss_weight > 0 or args.tcs_lsh_weight > 0:
+            train_dataset = self._prepare_coordinates(args, train_dataset, coordinate_system, teacher)
+            self.tcs_head = attach_tcs_head(model, self._num_coordinates)
+
+        if data_collator is None:
+            is_tokenizer = isinstance(processing_class, PreTrainedTokenizerBase)
+            data_collator = DataCollatorWithPadding(processing_class) if is_tokenizer else default_data_collator
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=TCSDataCollator(data_collator, args.tcs_coordinate_column),
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            compute_metrics=compute_metrics or _accuracy,
+            callbacks=callbacks,
+            **kwargs,
+        )
+        if self.tcs_head is not None and args.tcs_selection_strategy != "no" and args.tcs_selection_rounds > 0:
+            self.add_callback(
+                TailoringCallback(
+                    self.tcs_head,
+                    strategy=args.tcs_selection_strategy,
+                    steps=args.tcs_selection_steps,
+                    rounds=args.tcs_selection_rounds,
+                    drop_ratio=args.tcs_drop_ratio,
+                    min_components=args.tcs_min_components,
+                )
+            )
+        elif self.tcs_head is not None:
+            # Without tailoring nothing reads the gate's gradient: do not compute it.
+            self.tcs_head.tcs_gate.requires_grad_(False)
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._saving_checkpoint = False
+        if hasattr(self.model, "add_model_tags"):
+            self.model.add_model_tags(self._tag_names)
+
+    # ---- Coordinates -------------------------------------------------------------------------------------------
+
+    def _prepare_coordinates(
+        self,
+        args: TCSConfig,
+        train_dataset: datasets.Dataset,
+        coordinate_system: CoordinateSystem | None,
+        teacher: Teacher | str | None,
+    ) -> datasets.Dataset:
+        """Make sure the training set has teacher coordinates; set the coordinate system and the target scale."""
+        feature_column, coordinate_column = args.tcs_feature_column, args.tcs_coordinate_column
+        columns = train_dataset.column_names
+        if coordinate_column not in columns:
+            if feature_column not in columns:
+                teacher = teacher or args.teacher_model_name_or_path
+                if teacher is None:
+                    raise ValueError(
+                        f"The training set has neither a {coordinate_column!r} nor a {feature_column!r} column, and "
+                        "no teacher was given: run `hf_tcs.precompute_teacher_features(dataset, teacher)` first, or "
+                        "set `teacher_model_name_or_path` in TCSConfig so that the trainer runs the teacher pass."
+                    )
+                train_dataset = self._teacher_pass(args, train_dataset, teacher)
+            if coordinate_system is None:
+                num_components = args.tcs_num_components
+                if num_components is not None and num_components > 1:
+                    num_components = int(num_components)
+                coordinate_system = CoordinateSystem.fit(
+                    train_dataset, num_components=num_components, feature_column=feature_column
+                )
+            train_dataset = coordinate_system.add_coordinates(
+                train_dataset, feature_column=feature_column, output_column=coordinate_column, keep_features=False
+            )
+        self.coordinate_system = coordinate_system
+        targets = np.asarray(train_dataset.with_format("numpy")[:][coordinate_column], dtype=np.float64)
+        if coordinate_system is not None and targets.shape[1] != coordinate_system.num_components:
+            raise ValueError(
+                f"The {coordinate_column!r} column has {targets.shape[1]} coordinates but the coordinate system "
+                f"keeps {coordinate_system.num_components}: recompute the column with "
+                "`coordinate_system.add_coordinates(dataset)`, or pass the coordinate system that produced it."
+            )
+        self._num_coordinates = targets.shape[1]
+        self._target_scale, self._feature_dim = _target_scale(args.tcs_target_scaling, coordinate_system, targets)
+        if args.tcs_lsh_weight > 0:
+            bits = args.tcs_lsh_bits or 4 * self._num_coordinates
+            scaled = torch.as_tensor(targets * self._target_scale.numpy(), dtype=torch.float32)
+            self._lsh_projection = lsh_projection(self._num_coordinates, bits, seed=args.seed)
+            self._lsh_bias = lsh_bias(scaled, self._lsh_projection)
+        return train_dataset
+
+    def _teacher_pass(self, args: TCSConfig, train_dataset: datasets.Dataset, teacher: Teacher | str):
+        """Run the teacher once over the training set, on the main process first so other ranks hit the cache."""
+        loaded_here = not isinstance(teacher, Teacher)
+        with args.main_process_first(desc="teacher pass"):
+            if loaded_here:
+                teacher = load_teacher(teacher, revision=args.teacher_revision, pooling=args.teacher_pooling)
+            dataset = precompute_teacher_features(
+                train_dataset,
+                teacher,
+                input_column=args.teacher_input_column,
+                batch_size=args.teacher_batch_size,
+                output_column=args.tcs_feature_column,
+            )
+        if loaded_here:
+            # Nothing needs the teacher any more: free its memory before the student trains.
+            teacher.model.to("meta")
+        return dataset
+
+    # ---- Data --------------------------------------------------------------------------------------------------
+
+    def _set_signature_columns_if_needed(self):
+        # Keep the coordinate column through `remove_unused_columns=True` (it is no argument of model.forward).
+        super()._set_signature_columns_if_needed()
+        if self.args.tcs_coordinate_column not in self._signature_columns:
+            self._signature_columns.append(self.args.tcs_coordinate_column)
+
+    def create_optimizer(self, model=None):
+        # The gate only measures importance for tailoring: it must stay at 1, so the optimizer never sees it.
+        gate = self.tcs_head.tcs_gate if self.tcs_head is not None else None
+        if gate is None or not gate.requires_grad:
+            return super().create_optimizer(model)
+        gate.requires_grad_(False)
+        try:
+            return super().create_optimizer(model)
+        finally:
+            gate.requires_grad_(True)
+
+    # ---- Loss --------------------------------------------------------------------------------------------------
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        targets = inputs.pop(self.args.tcs_coordinate_column, None)
+        labels = inputs.pop("labels", None)
+        outputs = model(**inputs)
+        logits = outputs.logits
+        mode = "train" if model.training else "eval"
+        if labels is None:
+            loss = logits.sum() * 0.0
+        else:
+            loss = masked_cross_entropy(logits, labels)
+            if (labels != IGNORE_INDEX).any():  # an all-unlabelled batch has no cross-entropy to report
+                self._metrics[mode]["ce_loss"].append(loss.detach())
+        if self.tcs_head is not None and targets is not None:
+            coordinates_loss, hash_loss = self._coordinate_losses(model, targets)
+            self._metrics[mode]["tcs_loss"].append(coordinates_loss.detach())
+            loss = loss + self.args.tcs_loss_weight * coordinates_loss
+            if hash_loss is not None:
+                self._metrics[mode]["lsh_loss"].append(hash_loss.detach())
+                loss = loss + self.args.tcs_lsh_weight * hash_loss
+        return (loss, outputs) if return_outputs else loss
+
+    def _coordinate_losses(self, model, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        student = student_coordinates(model)
+        if targets.shape[-1] != student.shape[-1]:
+            raise ValueError(
+                f"The batch has {targets.shape[-1]} teacher coordinates per example but the student head has "
+                f"{student.shape[-1]}: the coordinate column must come from the coordinate system this trainer uses."
+            )
+        targets = targets.to(student.device, student.dtype) * self._target_scale.to(student.device, student.dtype)
+        head = self.tcs_head
+        active = head.active_mask
+        if self.args.tcs_importance_loss == "total":
+            # The mask multiplies the coordinate error too, so that tailoring measures the total loss (as the paper
+            # reads): the gate's gradient then also carries 2 * (z_s - z_t)^2 per coordinate.
+            error = (student - targets) * head.mask_gate()
+            coordinates_loss = coordinate_loss(error, torch.zeros_like(error), active, num_dims=self._feature_dim)
+        else:
+            coordinates_loss = coordinate_loss(student, targets, active, num_dims=self._feature_dim)
+        hash_loss = None
+        if self.args.tcs_lsh_weight > 0:
+            projection = self._lsh_projection.to(student.device, student.dtype)
+            bias = self._lsh_bias.to(student.device, student.dtype)
+            hash_loss = lsh_loss(student, targets, projection, bias, active)
+        return coordinates_loss, hash_loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        metrics = {key: torch.stack(values).mean().item() for key, values in self._metrics[mode].items() if values}
+        if mode == "eval":
+            metrics = {f"eval_{key}": value for key, value in metrics.items()}
+        elif self.tcs_head is not None:
+            metrics["tcs_active_coordinates"] = self.tcs_head.num_active
+        super().log({**logs, **metrics}, start_time)
+        self._metrics[mode].clear()
+
+    # ---- Saving ------------------------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, model, trial):
+        # Checkpoints keep the unfolded head (and its mask) so that training can resume from them.
+        self._saving_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._saving_checkpoint = False
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = model or self.model
+        if not isinstance(model, PreTrainedModel) or not os.path.isfile(
+            os.path.join(resume_from_checkpoint, SAFE_WEIGHTS_NAME)
+        ):
+            return
+        # transformers 5 renames some architectures' keys when saving (ViT, for one) and Trainer's resume path loads
+        # the file without mapping them back, which silently leaves those weights at their initial values. Loading
+        # the checkpoint with from_pretrained maps them; the TCS head's own keys were loaded above.
+        reference = type(model).from_pretrained(resume_from_checkpoint, config=model.config)
+        own = model.state_dict()
+        model.load_state_dict({k: v for k, v in reference.state_dict().items() if k in own}, strict=False)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Save the folded student (plain model class and config), its processor and the coordinate system (`tcs/`)."""
+        if self.tcs_head is None or self._saving_checkpoint:
+            return super().save_model(output_dir, _internal_call)
+        output_dir = output_dir or self.args.output_dir
+        with folded_tcs_head(self.model):
+            super().save_model(output_dir, _internal_call)
+        if self.args.should_save and self.coordinate_system is not None:
+            self.coordinate_system.save_pretrained(os.path.join(output_dir, "tcs"))
+
+
+def _target_scale(
+    scaling: str, coordinate_system: CoordinateSystem | None, targets: np.ndarray
+) -> tuple[torch.Tensor, int]:
+    """Per-coordinate scale of the targets, and the dimension D the coordinate loss is normalised by.
+
+    With a coordinate system the scale uses its full spectrum (all D eigenvalues); with only a coordinate column it
+    falls back to the column's own variances, and D to the column width.
+    """
+    k = targets.shape[1]
+    if coordinate_system is not None:
+        variances = np.asarray(coordinate_system.eigenvalues[:k], dtype=np.float64)
+        global_scale = coordinate_system.global_scale
+        feature_dim = coordinate_system.feature_dim
+    else:
+        variances = targets.var(axis=0, ddof=1)
+        global_scale = 1.0 / np.sqrt(variances.mean())
+        feature_dim = k
+    if scaling == "none":
+        scale = np.ones(k)
+    elif scaling == "global":
+        scale = np.full(k, global_scale)
+    else:
+        if (variances <= 0).any():
+            raise ValueError(
+                "tcs_target_scaling='standardize' divides each coordinate by its standard deviation, and some "
+                "coordinates have zero variance: keep fewer components (tcs_num_components) or use 'global'."
+            )
+        scale = 1.0 / np.sqrt(variances)
+    return torch.as_tensor(scale, dtype=torch.float32), feature_dim
+
+
+def _check_labels(dataset: datasets.Dataset, num_labels: int, name: str) -> None:
+    """Labels must be in the student's label set; -100 and None mark unlabelled examples."""
+    column = next((c for c in ("label", "labels") if c in dataset.column_names), None)
+    if column is None:
+        return
+    values = [value for value in dataset.unique(column) if value is not None and value != IGNORE_INDEX]
+    bad = sorted(value for value in values if not 0 <= value < num_labels)
+    if bad:
+        raise ValueError(
+            f"{name} has labels {bad[:10]} outside the student's label set 0..{num_labels - 1} "
+            f"(num_labels={num_labels}): load the student with the task's number of labels "
+            "(`from_pretrained(..., num_labels=N)`), map the labels to 0..N-1, or mark unlabelled examples with -100."
+        )
+
+
+@lru_cache(maxsize=1)
+def _accuracy_metric():
+    return load_metric("accuracy")
+
+
+def _accuracy(eval_prediction) -> dict[str, float]:
+    """Accuracy over the labelled examples, with `evaluate` (the Hub's module, or the one shipped with hf_tcs)."""
+    logits = eval_prediction.predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    labels = eval_prediction.label_ids
+    labelled = labels != IGNORE_INDEX
+    return _accuracy_metric().compute(predictions=logits.argmax(-1)[labelled], references=labels[labelled])

@@ -1,0 +1,349 @@
+import subprocess
+import sys
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from transformers import (
+    AutoModelForImageClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    ViTConfig,
+    ViTForImageClassification,
+    ViTImageProcessor,
+)
+
+from hf_tcs import CoordinateSystem, TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
+from hf_tcs.student import get_tcs_head
+
+NUM_LABELS = 10
+
+
+def make_student(seed: int = 0) -> ViTForImageClassification:
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+        num_labels=NUM_LABELS,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    return ViTForImageClassification(config)
+
+
+def make_args(tmp_path, args_class=TCSConfig, **overrides) -> TCSConfig:
+    kwargs = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=16,
+        learning_rate=1e-3,
+        max_steps=4,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+        data_seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    if args_class is TCSConfig:
+        kwargs["tcs_num_components"] = 16
+    kwargs.update(overrides)
+    return args_class(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def image_features(teacher_dirs, cifar10_sample) -> datasets.Dataset:
+    """64 CIFAR-10 images with DINO-teacher features and the student's pixel_values (clean view)."""
+    teacher = load_teacher(teacher_dirs["dino"])
+    dataset = precompute_teacher_features(cifar10_sample.select(range(64)), teacher)
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+
+    def to_pixels(batch):
+        return {"pixel_values": processor(images=batch["image"], return_tensors="np")["pixel_values"]}
+
+    return dataset.map(to_pixels, batched=True, remove_columns=["image"])
+
+
+def train_and_grads(trainer) -> list[dict[str, torch.Tensor]]:
+    """Train, recording the (accumulated) gradients of every optimizer step."""
+    grads = []
+
+    class Recorder(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+
+    trainer.add_callback(Recorder())
+    trainer.train()
+    return grads
+
+
+def test_zero_weight_trains_exactly_like_a_plain_trainer(tmp_path, image_features):
+    plain_data = image_features.remove_columns("teacher_features")
+    plain = Trainer(
+        model=make_student(),
+        args=make_args(tmp_path, TrainingArguments, output_dir=str(tmp_path / "plain")),
+        train_dataset=plain_data,
+    )
+    plain.train()
+    tcs = TCSDistillationTrainer(
+        model=make_student(), args=make_args(tmp_path, tcs_loss_weight=0.0), train_dataset=plain_data
+    )
+    tcs.train()
+    assert get_tcs_head(tcs.model) is None
+    for (name, a), (_, b) in zip(plain.model.state_dict().items(), tcs.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_gradient_accumulation_1x16_equals_2x8(tmp_path, image_features):
+    def grads(batch_size, accumulation):
+        args = make_args(
+            tmp_path,
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            tcs_selection_strategy="steps",
+            tcs_selection_steps=10,
+        )
+        return train_and_grads(TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features))
+
+    one, two = grads(16, 1), grads(8, 2)
+    assert one[0].keys() == two[0].keys() and any("tcs_gate" in name for name in one[0])
+    for name in one[0]:
+        torch.testing.assert_close(one[0][name], two[0][name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_coordinate_column_survives_default_arguments_and_loss_is_logged(tmp_path, image_features):
+    trainer = TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=image_features)
+    assert trainer.args.remove_unused_columns
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert set(batch) == {"pixel_values", "labels", "tcs_coordinates"}
+    assert batch["tcs_coordinates"].shape == (16, 16) and batch["tcs_coordinates"].dtype == torch.float32
+    trainer.train()
+    logged = trainer.state.log_history[0]
+    assert {"ce_loss", "tcs_loss", "tcs_active_coordinates"} <= logged.keys()
+    assert logged["tcs_active_coordinates"] == 16
+
+
+def test_targets_are_globally_scaled_coordinates(tmp_path, image_features):
+    trainer = TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=image_features)
+    cs = trainer.coordinate_system
+    assert cs.num_components == 16 and cs.num_examples == 64
+    expected = cs.project(np.asarray(image_features.with_format("numpy")[:]["teacher_features"]))
+    column = np.asarray(trainer.train_dataset.with_format("numpy")[:]["tcs_coordinates"])
+    np.testing.assert_allclose(column, expected, atol=1e-5)
+    # one scalar for all coordinates, making the mean variance over all D teacher components 1
+    scale = trainer._target_scale.numpy()
+    np.testing.assert_allclose(scale, 1 / np.sqrt(cs.all_eigenvalues.mean()), rtol=1e-6)
+    assert trainer._feature_dim == cs.feature_dim == 32
+
+
+def test_only_unlabelled_examples_train_on_the_coordinate_loss(tmp_path, image_features):
+    unlabelled = image_features.map(lambda _: {"label": -100}).select(range(16))
+    trainer = TCSDistillationTrainer(
+        model=make_student(), args=make_args(tmp_path, max_steps=2), train_dataset=unlabelled
+    )
+    before = get_tcs_head(trainer.model).projector.weight.clone()
+    trainer.train()
+    logs = trainer.state.log_history[0]
+    assert "ce_loss" not in logs and np.isfinite(logs["tcs_loss"]) and np.isfinite(logs["loss"])
+    assert not torch.equal(before, get_tcs_head(trainer.model).projector.weight)
+
+
+def test_mixed_and_missing_labels_are_accepted(tmp_path, image_features):
+    labels = [None if i % 2 else label for i, label in enumerate(image_features["label"])]
+    mixed = image_features.remove_columns("label").add_column("label", labels)
+    trainer = TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path, max_steps=2), train_dataset=mixed)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert (batch["labels"] == -100).any() and (batch["labels"] >= 0).any()
+    trainer.train()
+    assert np.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+
+def test_tailoring_drops_coordinates_on_schedule_down_to_the_floor(tmp_path, image_features):
+    args = make_args(
+        tmp_path,
+        max_steps=8,
+        per_device_train_batch_size=8,
+        tcs_selection_strategy="steps",
+        tcs_selection_steps=2,
+        tcs_selection_rounds=3,
+        tcs_drop_ratio=0.5,
+        tcs_min_components=5,
+    )
+    trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)
+    trainer.train()
+    active = [log["tcs_active_coordinates"] for log in trainer.state.log_history if "loss" in log]
+    # 16 -> 8 (step 2) -> 5 (step 4, floor) -> 5 (step 6, floor); nothing after the 3 rounds
+    assert active == [16, 8, 8, 5, 5, 5, 5, 5]
+    head = get_tcs_head(trainer.model)
+    assert head.num_active == 5 and float(head.tcs_gate.detach().sum()) == 16.0, "the gate must never be trained"
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, image_features):
+    def run(output, **extra):
+        args = make_args(
+            tmp_path,
+            output_dir=str(tmp_path / output),
+            max_steps=6,
+            per_device_train_batch_size=8,
+            save_strategy="steps",
+            save_steps=3,
+            tcs_selection_strategy="steps",
+            tcs_selection_steps=2,
+            tcs_selection_rounds=2,
+            tcs_drop_ratio=0.25,
+            tcs_min_components=4,
+        )
+        return TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features, **extra)
+
+    full = run("full")
+    full.train()
+
+    class StopAtThree(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == 3
+
+    interrupted = run("resumed", callbacks=[StopAtThree()])
+    interrupted.train()
+    assert get_tcs_head(interrupted.model).num_active == 12
+    resumed = run("resumed")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-3"))
+
+    full_head, resumed_head = get_tcs_head(full.model), get_tcs_head(resumed.model)
+    assert full_head.num_active == 9
+    assert torch.equal(full_head.mask, resumed_head.mask)
+    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_save_model_writes_a_folded_student_that_loads_without_hf_tcs(tmp_path, image_features):
+    args = make_args(tmp_path, tcs_selection_strategy="steps", tcs_selection_steps=2, tcs_selection_rounds=1)
+    trainer = TCSDistillationTrainer(
+        model=make_student(),
+        args=args,
+        train_dataset=image_features,
+        processing_class=ViTImageProcessor(size={"height": 32, "width": 32}),
+    )
+    trainer.train()
+    out = tmp_path / "student"
+    trainer.save_model(str(out))
+    assert (out / "preprocessor_config.json").exists() and (out / "tcs" / "coordinate_system.json").exists()
+    assert get_tcs_head(trainer.model) is not None, "saving must not fold the model being trained"
+    assert CoordinateSystem.from_pretrained(out / "tcs").num_components == 16
+
+    pixels = torch.as_tensor(np.asarray(image_features.with_format("numpy")[:8]["pixel_values"]))
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model(pixel_values=pixels).logits
+    np.save(tmp_path / "pixels.npy", pixels.numpy())
+    script = f"""
+import sys
+sys.modules["hf_tcs"] = None  # loading must not need hf_tcs
+import numpy as np, torch
+from transformers import AutoModelForImageClassification
+model = AutoModelForImageClassification.from_pretrained({str(out)!r}).eval()
+assert type(model).__name__ == "ViTForImageClassification"
+with torch.no_grad():
+    logits = model(pixel_values=torch.as_tensor(np.load({str(tmp_path / "pixels.npy")!r}))).logits
+np.save({str(tmp_path / "logits.npy")!r}, logits.numpy())
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected.numpy(), atol=1e-5)
+    reloaded = AutoModelForImageClassification.from_pretrained(out)
+    assert set(reloaded.state_dict()) == set(make_student().state_dict())
+
+
+def test_trainer_runs_the_teacher_pass_itself_and_keeps_coordinates_of_the_clean_view(
+    tmp_path, teacher_dirs, cifar10_sample
+):
+    images = cifar10_sample.select(range(32))
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+
+    def augment(batch):  # the student sees flipped images; the teacher saw the clean ones
+        flipped = [image.transpose(0) for image in batch.pop("image")]
+        batch["pixel_values"] = list(processor(images=flipped, return_tensors="pt")["pixel_values"])
+        return batch
+
+    args = make_args(
+        tmp_path, teacher_model_name_or_path=str(teacher_dirs["dino"]), max_steps=2, remove_unused_columns=False
+    )
+    trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=images)
+    assert "teacher_features" not in trainer.train_dataset.column_names
+    clean = trainer.train_dataset.with_format("numpy")[:]["tcs_coordinates"]
+    trainer.train_dataset = trainer.train_dataset.with_transform(augment)
+    batch = next(iter(trainer.get_train_dataloader()))
+    index = {tuple(row.round(5)) for row in np.asarray(clean)}
+    assert all(tuple(row.round(5)) in index for row in batch["tcs_coordinates"].numpy())
+    trainer.train()
+
+
+def test_text_student_with_padding_collator(tmp_path, teacher_dirs, banking77_sample):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dirs["minilm"])
+    texts = banking77_sample.select(range(32)).class_encode_column("category").rename_column("category", "label")
+    texts = precompute_teacher_features(texts, load_teacher(teacher_dirs["minilm"]))
+    texts = texts.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=32), batched=True)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=77,
+    )
+    trainer = TCSDistillationTrainer(
+        model=BertForSequenceClassification(config),
+        args=make_args(tmp_path, max_steps=2, tcs_num_components=0.9),
+        train_dataset=texts,
+        eval_dataset=texts.remove_columns("teacher_features"),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert 0 <= metrics["eval_accuracy"] <= 1
+    logged = trainer.state.log_history[-1]
+    assert "eval_ce_loss" in logged and "eval_tcs_loss" not in logged  # the eval set has no coordinates
+
+
+def test_bad_input_gets_clear_errors(tmp_path, image_features):
+    features = np.asarray(image_features.with_format("numpy")[:]["teacher_features"])
+    int_labels = image_features.cast_column("label", datasets.Value("int64"))
+    with pytest.raises(ValueError, match="outside the student's label set 0..9"):
+        TCSDistillationTrainer(
+            model=make_student(), args=make_args(tmp_path), train_dataset=int_labels.map(lambda _: {"label": 12})
+        )
+    with pytest.raises(ValueError, match="eval_dataset has labels \\[10\\]"):
+        TCSDistillationTrainer(
+            model=make_student(),
+            args=make_args(tmp_path),
+            train_dataset=image_features,
+            eval_dataset=int_labels.map(lambda _: {"label": 10}),
+        )
+    four = CoordinateSystem.fit(features, num_components=4)
+    with_four = four.add_coordinates(image_features)
+    with pytest.raises(ValueError, match="has 4 coordinates but the coordinate system keeps 6"):
+        TCSDistillationTrainer(
+            model=make_student(),
+            args=make_args(tmp_path),
+            train_dataset=with_four,
+            coordinate_system=four.with_num_components(6),
+        )
+    with pytest.raises(ValueError, match="neither a 'tcs_coordinates' nor a 'teacher_features' column"):
+        TCSDistillationTrainer(
+            model=make_student(),
+            args=make_args(tmp_path),
+            train_dataset=image_features.remove_columns("teacher_features"),
+        )
+    with pytest.raises(ValueError, match="tcs_target_scaling"):
+        make_args(tmp_path, tcs_target_scaling="whiten")
