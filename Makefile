@@ -27,6 +27,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(RUN) benchmarks/bench_teacher_pass.py
 	$(RUN) benchmarks/bench_coordinates.py
+	$(RUN) benchmarks/bench_train_step.py
+	$(RUN) benchmarks/bench_banking77.py
 
 clean:
 	rm -rf $(VENV) outputs
