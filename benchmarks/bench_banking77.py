@@ -105,7 +105,7 @@ def main():
     parser.add_argument("--output", default=str(RESULTS))
     args = parser.parse_args()
 
-    splits, teacher_seconds = with_teacher_features(load_banking77(args.max_train_samples))
+    splits, _, teacher_seconds = with_teacher_features(load_banking77(args.max_train_samples))
     train, test = splits["train"].with_format("numpy")[:], splits["test"].with_format("numpy")[:]
     probe = LogisticRegression(max_iter=2000, C=10.0).fit(np.asarray(train["teacher_features"]), train["label"])
     probe_accuracy = float((probe.predict(np.asarray(test["teacher_features"])) == test["label"]).mean())

@@ -36,11 +36,14 @@ def load_banking77(max_train_samples: int | None = None) -> datasets.DatasetDict
     return splits
 
 
-def with_teacher_features(splits: datasets.DatasetDict, batch_size: int = 128) -> tuple[datasets.DatasetDict, float]:
-    """The teacher pass over every split (cached on disk by datasets), and its wall time in seconds."""
+def with_teacher_features(
+    splits: datasets.DatasetDict, batch_size: int = 128
+) -> tuple[datasets.DatasetDict, dict, float]:
+    """The teacher pass over every split (cached on disk by datasets), the teacher's identity, and the wall time."""
     start = time.perf_counter()
-    splits = precompute_teacher_features(splits, load_teacher(teacher_path()), batch_size=batch_size)
-    return splits, time.perf_counter() - start
+    teacher = load_teacher(teacher_path())
+    splits = precompute_teacher_features(splits, teacher, batch_size=batch_size)
+    return splits, teacher.to_dict(), time.perf_counter() - start
 
 
 def tokenize(splits: datasets.DatasetDict):

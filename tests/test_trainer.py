@@ -168,6 +168,17 @@ def test_mixed_and_missing_labels_are_accepted(tmp_path, image_features):
     assert np.isfinite(trainer.state.log_history[-1]["train_loss"])
 
 
+def test_optional_lsh_loss_is_added_and_logged(tmp_path, image_features):
+    args = make_args(tmp_path, max_steps=2, tcs_lsh_weight=1.0, tcs_lsh_bits=32, remove_unused_columns=False)
+    trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)
+    assert trainer._lsh_projection.shape == (16, 32) and trainer._lsh_bias.shape == (32,)
+    trainer.train()
+    logs = trainer.state.log_history[0]
+    assert logs["lsh_loss"] > 0 and np.isfinite(logs["loss"])
+    with pytest.raises(ValueError, match="tcs_lsh_bits"):
+        make_args(tmp_path, tcs_lsh_bits=0)
+
+
 def test_tailoring_drops_coordinates_on_schedule_down_to_the_floor(tmp_path, image_features):
     args = make_args(
         tmp_path,
@@ -278,6 +289,7 @@ def test_trainer_runs_the_teacher_pass_itself_and_keeps_coordinates_of_the_clean
     )
     trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=images)
     assert "teacher_features" not in trainer.train_dataset.column_names
+    assert trainer.coordinate_system.metadata["teacher"] == str(teacher_dirs["dino"])  # provenance
     clean = trainer.train_dataset.with_format("numpy")[:]["tcs_coordinates"]
     trainer.train_dataset = trainer.train_dataset.with_transform(augment)
     batch = next(iter(trainer.get_train_dataloader()))

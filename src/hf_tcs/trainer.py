@@ -46,17 +46,20 @@ IGNORE_INDEX = -100
 class TCSDataCollator:
     """Collates the student's inputs with the wrapped collator and the teacher coordinates as a float32 tensor.
 
-    Missing labels (`None`) become -100, so unlabelled examples can sit in the same batch as labelled ones.
+    Missing labels (`None`) become -100, so unlabelled examples can sit in the same batch as labelled ones. The
+    teacher-feature column, never an input of the student, is dropped even with `remove_unused_columns=False`.
     """
 
-    def __init__(self, collator, coordinate_column: str):
+    def __init__(self, collator, coordinate_column: str, feature_column: str):
         self.collator = collator
         self.coordinate_column = coordinate_column
+        self.feature_column = feature_column
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         features = [dict(example) for example in features]  # never mutate the dataset's rows
         coordinates = [example.pop(self.coordinate_column, None) for example in features]
         for example in features:
+            example.pop(self.feature_column, None)
             for key in ("label", "labels"):
                 if key in example and example[key] is None:
                     example[key] = IGNORE_INDEX
@@ -132,7 +135,7 @@ class TCSDistillationTrainer(Trainer):
         super().__init__(
             model=model,
             args=args,
-            data_collator=TCSDataCollator(data_collator, args.tcs_coordinate_column),
+            data_collator=TCSDataCollator(data_collator, args.tcs_coordinate_column, args.tcs_feature_column),
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
@@ -172,6 +175,7 @@ class TCSDistillationTrainer(Trainer):
         feature_column, coordinate_column = args.tcs_feature_column, args.tcs_coordinate_column
         columns = train_dataset.column_names
         if coordinate_column not in columns:
+            provenance = None
             if feature_column not in columns:
                 teacher = teacher or args.teacher_model_name_or_path
                 if teacher is None:
@@ -180,13 +184,13 @@ class TCSDistillationTrainer(Trainer):
                         "no teacher was given: run `hf_tcs.precompute_teacher_features(dataset, teacher)` first, or "
                         "set `teacher_model_name_or_path` in TCSConfig so that the trainer runs the teacher pass."
                     )
-                train_dataset = self._teacher_pass(args, train_dataset, teacher)
+                train_dataset, provenance = self._teacher_pass(args, train_dataset, teacher)
             if coordinate_system is None:
                 num_components = args.tcs_num_components
                 if num_components is not None and num_components > 1:
                     num_components = int(num_components)
                 coordinate_system = CoordinateSystem.fit(
-                    train_dataset, num_components=num_components, feature_column=feature_column
+                    train_dataset, num_components=num_components, feature_column=feature_column, metadata=provenance
                 )
             train_dataset = coordinate_system.add_coordinates(
                 train_dataset, feature_column=feature_column, output_column=coordinate_column, keep_features=False
@@ -208,8 +212,13 @@ class TCSDistillationTrainer(Trainer):
             self._lsh_bias = lsh_bias(scaled, self._lsh_projection)
         return train_dataset
 
-    def _teacher_pass(self, args: TCSConfig, train_dataset: datasets.Dataset, teacher: Teacher | str):
-        """Run the teacher once over the training set, on the main process first so other ranks hit the cache."""
+    def _teacher_pass(
+        self, args: TCSConfig, train_dataset: datasets.Dataset, teacher: Teacher | str
+    ) -> tuple[datasets.Dataset, dict]:
+        """Run the teacher once over the training set, on the main process first so other ranks hit the cache.
+
+        Returns the dataset with the feature column and the teacher's identity (provenance of the coordinates).
+        """
         loaded_here = not isinstance(teacher, Teacher)
         with args.main_process_first(desc="teacher pass"):
             if loaded_here:
@@ -224,7 +233,7 @@ class TCSDistillationTrainer(Trainer):
         if loaded_here:
             # Nothing needs the teacher any more: free its memory before the student trains.
             teacher.model.to("meta")
-        return dataset
+        return dataset, teacher.to_dict()
 
     # ---- Data --------------------------------------------------------------------------------------------------
 
