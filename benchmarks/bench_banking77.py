@@ -5,8 +5,8 @@ BERT from scratch with the teacher's tokenizer (examples/banking77.py), the same
 
 Arms:
 - `ce`: cross-entropy only (`tcs_loss_weight=0`);
-- `tcs`: the defaults (k for 95 % of the variance, global scaling, weight 2); `tcs_weight_1` / `tcs_weight_4`: other
-  weights;
+- `tcs`: the defaults (k for 95 % of the variance, global scaling, weight 4); `tcs_weight_1` / `tcs_weight_2`: other
+  weights; the variants below use weight 2;
 - `tcs_all_components`: every component kept;
 - `tcs_literal` / `tcs_whitened`: `tcs_target_scaling="none"` / `"standardize"`;
 - `tailoring_task` / `tailoring_total`: three selection steps in the first 15 % of training, importance measured on the
@@ -40,17 +40,19 @@ from banking77 import load_banking77, tokenize, train_student, with_teacher_feat
 from hf_tcs import CoordinateSystem  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "bench_banking77.json"
+# The variants were measured at weight 2, the default at the time; the benchmark chose weight 4 as the new default.
+BASE_WEIGHT = 2.0
 TAILORING = dict(tcs_selection_strategy="steps", tcs_selection_steps=0.05, tcs_selection_rounds=3, tcs_drop_ratio=0.2)
 ARMS = {
     "ce": dict(tcs_loss_weight=0.0),
     "tcs": {},
     "tcs_weight_1": dict(tcs_loss_weight=1.0),
-    "tcs_weight_4": dict(tcs_loss_weight=4.0),
-    "tcs_all_components": dict(tcs_num_components=None),
-    "tcs_literal": dict(tcs_target_scaling="none"),
-    "tcs_whitened": dict(tcs_target_scaling="standardize"),
-    "tailoring_task": dict(**TAILORING, tcs_importance_loss="task"),
-    "tailoring_total": dict(**TAILORING, tcs_importance_loss="total"),
+    "tcs_weight_2": dict(tcs_loss_weight=BASE_WEIGHT),
+    "tcs_all_components": dict(tcs_num_components=None, tcs_loss_weight=BASE_WEIGHT),
+    "tcs_literal": dict(tcs_target_scaling="none", tcs_loss_weight=BASE_WEIGHT),
+    "tcs_whitened": dict(tcs_target_scaling="standardize", tcs_loss_weight=BASE_WEIGHT),
+    "tailoring_task": dict(**TAILORING, tcs_importance_loss="task", tcs_loss_weight=BASE_WEIGHT),
+    "tailoring_total": dict(**TAILORING, tcs_importance_loss="total", tcs_loss_weight=BASE_WEIGHT),
     "random_basis": {},
 }
 
@@ -75,7 +77,7 @@ def run_arm(arm: str, splits, tokenizer, seed: int, epochs: float, output_dir: s
         splits, pca = random_basis_coordinates(splits, seed)
         # With only a coordinate column the trainer scales it by its own variances and normalises the loss by k:
         # undo both so that every coordinate weighs exactly what it weighs in the `tcs` arm.
-        options.update(tcs_target_scaling="none", tcs_loss_weight=2.0 * pca.num_components / pca.feature_dim)
+        options.update(tcs_target_scaling="none", tcs_loss_weight=BASE_WEIGHT * pca.num_components / pca.feature_dim)
     _, result = train_student(splits, tokenizer, output_dir, seed=seed, epochs=epochs, disable_tqdm=True, **options)
     return result
 

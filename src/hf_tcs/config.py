@@ -49,7 +49,7 @@ class TCSConfig(TrainingArguments):
 
         > Parameters that control the loss
 
-        tcs_loss_weight (`float`, *optional*, defaults to `2.0`):
+        tcs_loss_weight (`float`, *optional*, defaults to `4.0`):
             Weight of the coordinate loss next to cross-entropy. The coordinate loss is the squared error summed over
             the active coordinates divided by the teacher's feature dimension D, so a weight means the same whatever
             the number of kept or active coordinates. `0` trains with plain cross-entropy (no TCS head).
@@ -107,7 +107,7 @@ class TCSConfig(TrainingArguments):
     tcs_coordinate_column: str = field(default="tcs_coordinates", metadata={"help": "Teacher coordinate column."})
 
     tcs_loss_weight: float = field(
-        default=2.0,
+        default=4.0,
         metadata={
             "help": "Weight of the coordinate loss (squared error on active coordinates / D); 0 = cross-entropy only."
         },

@@ -25,12 +25,13 @@ import safetensors.numpy
 import torch
 from datasets.fingerprint import Hasher
 
+from .features import DEFAULT_FEATURE_COLUMN
+
 __all__ = ["CoordinateSystem", "FeatureStatistics"]
 
 CONFIG_NAME = "coordinate_system.json"
 WEIGHTS_NAME = "coordinate_system.safetensors"
 FORMAT_VERSION = 1
-DEFAULT_FEATURE_COLUMN = "teacher_features"
 
 
 def _to_matrix(batch: Any) -> np.ndarray:
