@@ -146,6 +146,20 @@ def test_targets_are_globally_scaled_coordinates(tmp_path, image_features):
     assert trainer._feature_dim == cs.feature_dim == 32
 
 
+def test_a_coordinate_column_alone_is_scaled_by_its_own_variances(tmp_path, image_features):
+    features = np.asarray(image_features.with_format("numpy")[:]["teacher_features"])
+    coordinates_only = CoordinateSystem.fit(features, num_components=8).add_coordinates(
+        image_features, keep_features=False
+    )
+    trainer = TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=coordinates_only)
+    column = np.asarray(coordinates_only.with_format("numpy")[:]["tcs_coordinates"], dtype=np.float64)
+    assert trainer.coordinate_system is None and trainer._num_coordinates == trainer._feature_dim == 8
+    np.testing.assert_allclose(
+        trainer._target_scale.numpy(), 1 / np.sqrt(column.var(axis=0, ddof=1).mean()), rtol=1e-5
+    )
+    trainer.train()
+
+
 def test_only_unlabelled_examples_train_on_the_coordinate_loss(tmp_path, image_features):
     unlabelled = image_features.map(lambda _: {"label": -100}).select(range(16))
     trainer = TCSDistillationTrainer(

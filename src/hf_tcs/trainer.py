@@ -196,15 +196,19 @@ class TCSDistillationTrainer(Trainer):
                 train_dataset, feature_column=feature_column, output_column=coordinate_column, keep_features=False
             )
         self.coordinate_system = coordinate_system
-        targets = np.asarray(train_dataset.with_format("numpy")[:][coordinate_column], dtype=np.float64)
-        if coordinate_system is not None and targets.shape[1] != coordinate_system.num_components:
+        column = train_dataset.features[coordinate_column]
+        k = column.length if getattr(column, "length", -1) > 0 else len(train_dataset[0][coordinate_column])
+        if coordinate_system is not None and k != coordinate_system.num_components:
             raise ValueError(
-                f"The {coordinate_column!r} column has {targets.shape[1]} coordinates but the coordinate system "
+                f"The {coordinate_column!r} column has {k} coordinates but the coordinate system "
                 f"keeps {coordinate_system.num_components}: recompute the column with "
                 "`coordinate_system.add_coordinates(dataset)`, or pass the coordinate system that produced it."
             )
-        self._num_coordinates = targets.shape[1]
-        self._target_scale, self._feature_dim = _target_scale(args.tcs_target_scaling, coordinate_system, targets)
+        self._num_coordinates = k
+        targets = None
+        if coordinate_system is None or args.tcs_lsh_weight > 0:  # only then are the coordinates themselves needed
+            targets = np.asarray(train_dataset.with_format("numpy")[:][coordinate_column], dtype=np.float64)
+        self._target_scale, self._feature_dim = _target_scale(args.tcs_target_scaling, coordinate_system, k, targets)
         if args.tcs_lsh_weight > 0:
             bits = args.tcs_lsh_bits or 4 * self._num_coordinates
             scaled = torch.as_tensor(targets * self._target_scale.numpy(), dtype=torch.float32)
@@ -348,14 +352,13 @@ class TCSDistillationTrainer(Trainer):
 
 
 def _target_scale(
-    scaling: str, coordinate_system: CoordinateSystem | None, targets: np.ndarray
+    scaling: str, coordinate_system: CoordinateSystem | None, k: int, targets: np.ndarray | None
 ) -> tuple[torch.Tensor, int]:
-    """Per-coordinate scale of the targets, and the dimension D the coordinate loss is normalised by.
+    """Per-coordinate scale of the k targets, and the dimension D the coordinate loss is normalised by.
 
-    With a coordinate system the scale uses its full spectrum (all D eigenvalues); with only a coordinate column it
-    falls back to the column's own variances, and D to the column width.
+    With a coordinate system the scale uses its full spectrum (all D eigenvalues); with only a coordinate column
+    (`targets`, N x k) it falls back to the column's own variances, and D to the column width.
     """
-    k = targets.shape[1]
     if coordinate_system is not None:
         variances = np.asarray(coordinate_system.eigenvalues[:k], dtype=np.float64)
         global_scale = coordinate_system.global_scale
