@@ -10,6 +10,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+IGNORE_INDEX = -100  # the label of unlabelled examples, as in transformers
+
 __all__ = ["coordinate_loss", "lsh_bias", "lsh_loss", "lsh_projection", "masked_cross_entropy"]
 
 
@@ -92,8 +94,8 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
             "(batch, num_labels) and labels (batch,) with one class index (or -100) per example."
         )
     flat_logits, flat_labels = _upcast(logits).reshape(-1, logits.shape[-1]), labels.reshape(-1).long()
-    total = F.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="sum")
-    return total / (flat_labels != -100).sum().clamp(min=1)
+    total = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (flat_labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def lsh_projection(num_coordinates: int, num_bits: int, *, seed: int = 0, std: float | None = None) -> torch.Tensor:

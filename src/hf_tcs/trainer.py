@@ -33,14 +33,12 @@ from .config import TCSConfig
 from .coordinates import CoordinateSystem
 from .evaluation import load_metric
 from .features import precompute_teacher_features
-from .losses import coordinate_loss, lsh_bias, lsh_loss, lsh_projection, masked_cross_entropy
+from .losses import IGNORE_INDEX, coordinate_loss, lsh_bias, lsh_loss, lsh_projection, masked_cross_entropy
 from .selection import TailoringCallback
 from .student import attach_tcs_head, folded_tcs_head, student_coordinates
 from .teachers import Teacher, load_teacher
 
 __all__ = ["TCSDataCollator", "TCSDistillationTrainer"]
-
-IGNORE_INDEX = -100
 
 
 class TCSDataCollator:
