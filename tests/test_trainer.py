@@ -60,19 +60,6 @@ def make_args(tmp_path, args_class=TCSConfig, **overrides) -> TCSConfig:
     return args_class(**kwargs)
 
 
-@pytest.fixture(scope="module")
-def image_features(teacher_dirs, cifar10_sample) -> datasets.Dataset:
-    """64 CIFAR-10 images with DINO-teacher features and the student's pixel_values (clean view)."""
-    teacher = load_teacher(teacher_dirs["dino"])
-    dataset = precompute_teacher_features(cifar10_sample.select(range(64)), teacher)
-    processor = ViTImageProcessor(size={"height": 32, "width": 32})
-
-    def to_pixels(batch):
-        return {"pixel_values": processor(images=batch["image"], return_tensors="np")["pixel_values"]}
-
-    return dataset.map(to_pixels, batched=True, remove_columns=["image"])
-
-
 def train_and_grads(trainer) -> list[dict[str, torch.Tensor]]:
     """Train, recording the (accumulated) gradients of every optimizer step."""
     grads = []

@@ -11,6 +11,7 @@ __all__ = ["TCSConfig"]
 _TARGET_SCALINGS = ("global", "none", "standardize")
 _SELECTION_STRATEGIES = ("no", "epoch", "steps")
 _IMPORTANCE_LOSSES = ("task", "total")
+_TEACHER_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -23,7 +24,8 @@ class TCSConfig(TrainingArguments):
 
         teacher_model_name_or_path (`str` or `None`, *optional*, defaults to `None`):
             Hub id or local folder of the teacher. When set and the training set has neither the feature nor the
-            coordinate column, the trainer runs the teacher pass itself (once, on the main process first).
+            coordinate column, the trainer runs the teacher pass itself: once, each process of a multi-process run
+            on its own shard of the training set.
         teacher_revision (`str` or `None`, *optional*, defaults to `None`):
             Hub revision (branch, tag or commit) of the teacher.
         teacher_pooling (`str`, *optional*, defaults to `"auto"`):
@@ -32,6 +34,10 @@ class TCSConfig(TrainingArguments):
             Column fed to the teacher (the image or text column); detected when `None`.
         teacher_batch_size (`int`, *optional*, defaults to `64`):
             Batch size of the teacher pass.
+        teacher_dtype (`str`, *optional*, defaults to `"float32"`):
+            Precision the teacher runs in during the teacher pass: `"float32"`, `"bfloat16"` (half the memory and,
+            on GPUs with bfloat16 support, about half the time) or `"float16"` (may overflow to inf in some models).
+            The features are stored as float32 whatever it is; each dtype gets its own feature cache.
 
         > Parameters that control the coordinate system
 
@@ -92,6 +98,10 @@ class TCSConfig(TrainingArguments):
         default=None, metadata={"help": "Column fed to the teacher; detected when not set."}
     )
     teacher_batch_size: int = field(default=64, metadata={"help": "Batch size of the teacher pass."})
+    teacher_dtype: str = field(
+        default="float32",
+        metadata={"help": "Teacher precision in the teacher pass: float32, bfloat16 or float16 (features: float32)."},
+    )
 
     tcs_num_components: float | None = field(
         default=0.95,
@@ -145,6 +155,7 @@ class TCSConfig(TrainingArguments):
             ("tcs_target_scaling", _TARGET_SCALINGS),
             ("tcs_selection_strategy", _SELECTION_STRATEGIES),
             ("tcs_importance_loss", _IMPORTANCE_LOSSES),
+            ("teacher_dtype", _TEACHER_DTYPES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: use one of {allowed}.")

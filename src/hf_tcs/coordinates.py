@@ -529,14 +529,16 @@ class CoordinateSystem:
         *,
         subfolder: str | None = None,
         revision: str | None = None,
+        repo_type: str | None = None,
         num_components: int | float | None = None,
     ) -> CoordinateSystem:
         """Load a coordinate system saved by `save_pretrained` from a local folder or a Hub repo.
 
         The basis is rebuilt from the saved mean and scatter, so projections equal those of the saved object.
-        ``num_components`` overrides the saved k.
+        ``repo_type="dataset"`` reads the one published next to precomputed features (`hf_tcs.push_features_to_hub`
+        puts it in the dataset repo's ``tcs/`` subfolder). ``num_components`` overrides the saved k.
         """
-        config_file, weights_file = _resolve_files(str(path_or_repo_id), subfolder, revision)
+        config_file, weights_file = _resolve_files(str(path_or_repo_id), subfolder, revision, repo_type)
         try:
             config = json.loads(Path(config_file).read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
@@ -573,7 +575,9 @@ class CoordinateSystem:
         )
 
 
-def _resolve_files(path_or_repo_id: str, subfolder: str | None, revision: str | None) -> tuple[str, str]:
+def _resolve_files(
+    path_or_repo_id: str, subfolder: str | None, revision: str | None, repo_type: str | None
+) -> tuple[str, str]:
     """Local paths of the config and weights files: from a folder, or downloaded from the Hub."""
     folder = Path(path_or_repo_id, subfolder or "")
     if folder.is_dir():
@@ -595,6 +599,7 @@ def _resolve_files(path_or_repo_id: str, subfolder: str | None, revision: str | 
                 name,
                 subfolder=subfolder,
                 revision=revision,
+                repo_type=repo_type,
                 library_name="hf_tcs",
                 library_version=__version__,
             )

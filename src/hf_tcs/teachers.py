@@ -62,9 +62,14 @@ class Teacher:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: str | torch.device) -> Teacher:
-        """Move the encoder to `device` (the features it returns stay float32 numpy arrays)."""
-        self.model.to(device)
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the encoder computes in (its features are float32 whatever it is)."""
+        return next(self.model.parameters()).dtype
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Teacher:
+        """Move the encoder to `device` and/or cast it to `dtype` (the features stay float32 numpy arrays)."""
+        self.model.to(device=device, dtype=dtype)
         return self
 
     @property
@@ -129,15 +134,20 @@ class Teacher:
     @torch.inference_mode()
     def encode(self, batch: Sequence[Any]) -> np.ndarray:
         """Features of a batch of raw inputs, float32 `(B, feature_dim)`."""
-        dtype = next(self.model.parameters()).dtype
+        device, dtype = self.device, self.dtype
+        # One asynchronous copy per input tensor from pinned memory: the copies queue up behind each other and
+        # the forward, and the only synchronisation is reading the features back.
+        pin = device.type == "cuda"
         inputs = {
-            k: v.to(self.device, dtype=dtype if v.is_floating_point() else None)
+            k: (v.pin_memory() if pin else v).to(
+                device, dtype=dtype if v.is_floating_point() else None, non_blocking=pin
+            )
             for k, v in self.preprocess(batch).items()
         }
-        features = self._forward(inputs)
+        features = self._forward(inputs).float()
         if self.normalize:
-            features = torch.nn.functional.normalize(features.float(), dim=-1)
-        return features.float().cpu().numpy()
+            features = torch.nn.functional.normalize(features, dim=-1)
+        return features.cpu().numpy()
 
     def _forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.backend == "timm":
@@ -155,7 +165,8 @@ class Teacher:
                     "load it with pooling='cls' or pooling='mean'."
                 )
             return outputs.pooler_output.flatten(1)
-        hidden = outputs.last_hidden_state
+        # Pool in float32: a half-precision mean over hundreds of tokens loses digits the features need.
+        hidden = outputs.last_hidden_state.float()
         if self.modality == "text":
             return _pool_tokens(hidden, inputs["attention_mask"], self.pooling)
         if self.pooling == "cls":
@@ -187,6 +198,7 @@ def load_teacher(
     pooling: str = "auto",
     processor: Any = None,
     device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
     trust_remote_code: bool = False,
     **model_kwargs,
 ) -> Teacher:
@@ -206,8 +218,11 @@ def load_teacher(
         processor: the image processor or tokenizer to use instead of the one stored with the model (needed
             for a model object that does not come from a folder holding its processor).
         device: where to run the teacher; defaults to CUDA when available.
+        dtype: the dtype the teacher computes in (`torch.bfloat16` or `"bfloat16"` halves its memory and, on GPUs,
+            its time); the checkpoint's weights as loaded (usually float32) when `None`. The features are float32
+            whatever it is, and cached apart from those of other dtypes.
         trust_remote_code: passed to transformers; stays off unless asked for.
-        **model_kwargs: passed to `from_pretrained` / `timm.create_model` (e.g. `dtype=torch.bfloat16`).
+        **model_kwargs: passed to `from_pretrained` / `timm.create_model`.
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -230,7 +245,11 @@ def load_teacher(
             )
         else:
             raise ValueError(f"Unknown backend {backend!r}: use 'auto', 'transformers' or 'timm'.")
-    return teacher.to(device)
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"dtype={dtype!r} is not a torch dtype: use e.g. 'float32', 'bfloat16' or 'float16'.")
+        dtype = getattr(torch, dtype)
+    return teacher.to(device, dtype)
 
 
 def _is_hub_id(name_or_path: str) -> bool:

@@ -11,14 +11,19 @@ loss only. `save_model` writes the folded student: the unchanged model class and
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import time
 from collections import defaultdict
-from functools import lru_cache
+from functools import lru_cache, reduce
+from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 import torch
+from accelerate.utils import broadcast_object_list, gather_object
 from transformers import (
     DataCollatorWithPadding,
     PreTrainedModel,
@@ -27,18 +32,27 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.data.data_collator import default_data_collator
-from transformers.utils import SAFE_WEIGHTS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
+from transformers.utils import SAFE_WEIGHTS_NAME, PushInProgress
+from transformers.utils.hub import hf_api
 
 from .config import TCSConfig
-from .coordinates import CoordinateSystem
+from .coordinates import CoordinateSystem, FeatureStatistics
 from .evaluation import load_metric
-from .features import precompute_teacher_features
+from .features import fail_together, precompute_teacher_features, shard_bounds
+from .hub import HubPublishingError, published_card
 from .losses import IGNORE_INDEX, coordinate_loss, lsh_bias, lsh_loss, lsh_projection, masked_cross_entropy
+from .model_card import TCSModelCardData, save_model_card
 from .selection import TailoringCallback
 from .student import attach_tcs_head, folded_tcs_head, student_coordinates
 from .teachers import Teacher, load_teacher
 
 __all__ = ["TCSDataCollator", "TCSDistillationTrainer"]
+
+logger = logging.getLogger(__name__)
+
+# The loss terms `compute_loss` records and `log` reports (means over every process).
+_LOSS_TERMS = ("ce_loss", "tcs_loss", "lsh_loss")
 
 
 class TCSDataCollator:
@@ -123,6 +137,10 @@ class TCSDistillationTrainer(Trainer):
 
         self.coordinate_system = None
         self.tcs_head = None
+        # For the model card: who taught the student (when the coordinate system does not say) and what it cost.
+        self.teacher_info = _teacher_info(teacher, args)
+        self.teacher_pass_seconds: float | None = None
+        self._card_fields: dict[str, Any] = {}
         if args.tcs_loss_weight > 0 or args.tcs_lsh_weight > 0:
             train_dataset = self._prepare_coordinates(args, train_dataset, coordinate_system, teacher)
             self.tcs_head = attach_tcs_head(model, self._num_coordinates)
@@ -184,15 +202,12 @@ class TCSDistillationTrainer(Trainer):
                     )
                 train_dataset, provenance = self._teacher_pass(args, train_dataset, teacher)
             if coordinate_system is None:
-                num_components = args.tcs_num_components
-                if num_components is not None and num_components > 1:
-                    num_components = int(num_components)
-                coordinate_system = CoordinateSystem.fit(
-                    train_dataset, num_components=num_components, feature_column=feature_column, metadata=provenance
+                coordinate_system = self._fit_coordinate_system(args, train_dataset, provenance)
+            # Rank 0 first: the other ranks, holding the same basis, then load its cached column.
+            with args.main_process_first(desc="adding TCS coordinates"):
+                train_dataset = coordinate_system.add_coordinates(
+                    train_dataset, feature_column=feature_column, output_column=coordinate_column, keep_features=False
                 )
-            train_dataset = coordinate_system.add_coordinates(
-                train_dataset, feature_column=feature_column, output_column=coordinate_column, keep_features=False
-            )
         self.coordinate_system = coordinate_system
         column = train_dataset.features[coordinate_column]
         k = column.length if getattr(column, "length", -1) > 0 else len(train_dataset[0][coordinate_column])
@@ -214,27 +229,77 @@ class TCSDistillationTrainer(Trainer):
             self._lsh_bias = lsh_bias(scaled, self._lsh_projection)
         return train_dataset
 
+    def _fit_coordinate_system(
+        self, args: TCSConfig, train_dataset: datasets.Dataset, provenance: dict | None
+    ) -> CoordinateSystem:
+        """Fit the coordinate system on the training features; each rank of a multi-process run reads only its shard.
+
+        The ranks' statistics are merged exactly (`FeatureStatistics.merge`), so the basis is the single-process one;
+        rank 0 decomposes them and sends its result to the others, so every rank holds bitwise the same basis (and
+        the coordinate column gets the same cache fingerprint on every rank).
+        """
+        num_components = args.tcs_num_components
+        if num_components is not None and num_components > 1:
+            num_components = int(num_components)
+        feature_column, state = args.tcs_feature_column, args.distributed_state
+        if state is None or state.num_processes == 1:
+            return CoordinateSystem.fit(
+                train_dataset, num_components=num_components, feature_column=feature_column, metadata=provenance
+            )
+        with fail_together(state, "Fitting the coordinate system"):
+            features = train_dataset.select_columns([feature_column]).with_format("numpy")
+            statistics = FeatureStatistics(len(features[0][feature_column]))
+            start, end = shard_bounds(len(features), state.num_processes, state.process_index)
+            for batch in features.select(range(start, end)).iter(batch_size=4096):
+                statistics.update(batch[feature_column])
+        statistics = reduce(FeatureStatistics.merge, gather_object([statistics]))
+        coordinate_system = None
+        with fail_together(state, "Fitting the coordinate system"):
+            if state.is_main_process:
+                # The provenance `CoordinateSystem.fit` records for a dataset.
+                metadata = {"dataset_fingerprint": train_dataset._fingerprint, "feature_column": feature_column}
+                coordinate_system = CoordinateSystem.from_statistics(
+                    statistics, num_components=num_components, metadata={**metadata, **(provenance or {})}
+                )
+        return broadcast_object_list([coordinate_system])[0]
+
     def _teacher_pass(
         self, args: TCSConfig, train_dataset: datasets.Dataset, teacher: Teacher | str
     ) -> tuple[datasets.Dataset, dict]:
-        """Run the teacher once over the training set, on the main process first so other ranks hit the cache.
+        """Run the teacher once over the training set; each rank of a multi-process run on its own shard.
 
-        Returns the dataset with the feature column and the teacher's identity (provenance of the coordinates).
+        A teacher given by name is loaded here, on this process's device and in `args.teacher_dtype`, and freed
+        before the student trains. Returns the dataset with the feature column and the teacher's identity
+        (provenance of the coordinates).
         """
         loaded_here = not isinstance(teacher, Teacher)
-        with args.main_process_first(desc="teacher pass"):
-            if loaded_here:
-                teacher = load_teacher(teacher, revision=args.teacher_revision, pooling=args.teacher_pooling)
-            dataset = precompute_teacher_features(
-                train_dataset,
-                teacher,
-                input_column=args.teacher_input_column,
-                batch_size=args.teacher_batch_size,
-                output_column=args.tcs_feature_column,
-            )
+        if loaded_here:
+            # Rank 0 first, so that a Hub download happens once and the other ranks read the local cache.
+            state = args.distributed_state
+            with fail_together(state, "Loading the teacher"), args.main_process_first(desc="loading the teacher"):
+                teacher = load_teacher(
+                    teacher,
+                    revision=args.teacher_revision,
+                    pooling=args.teacher_pooling,
+                    device=args.device,
+                    dtype=args.teacher_dtype,
+                )
+        start = time.perf_counter()
+        dataset = precompute_teacher_features(
+            train_dataset,
+            teacher,
+            input_column=args.teacher_input_column,
+            batch_size=args.teacher_batch_size,
+            output_column=args.tcs_feature_column,
+        )
+        self.teacher_pass_seconds = time.perf_counter() - start  # the one-off cost the model card reports
         if loaded_here:
             # Nothing needs the teacher any more: free its memory before the student trains.
+            device = teacher.device
             teacher.model.to("meta")
+            if device.type == "cuda":
+                # PyTorch's caching allocator would keep the freed weights reserved, out of other processes' reach.
+                torch.cuda.empty_cache()
         return dataset, teacher.to_dict()
 
     # ---- Data --------------------------------------------------------------------------------------------------
@@ -306,13 +371,31 @@ class TCSDistillationTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
-        metrics = {key: torch.stack(values).mean().item() for key, values in self._metrics[mode].items() if values}
+        metrics = self._gathered_losses(mode)
         if mode == "eval":
             metrics = {f"eval_{key}": value for key, value in metrics.items()}
         elif self.tcs_head is not None:
             metrics["tcs_active_coordinates"] = self.tcs_head.num_active
         super().log({**logs, **metrics}, start_time)
         self._metrics[mode].clear()
+
+    def _gathered_losses(self, mode: str) -> dict[str, float]:
+        """Mean of each loss term over the batches of every process since the last log.
+
+        Runs on every rank (as `log` does): the sums and counts of a fixed list of terms are reduced in one call, so
+        a process that saw no labelled batch (no `ce_loss`) still takes part.
+        """
+        values = self._metrics[mode]
+        totals = torch.tensor(
+            [[float(sum(v.item() for v in values.get(name, []))), len(values.get(name, []))] for name in _LOSS_TERMS],
+            dtype=torch.float32,
+            device=self.accelerator.device,
+        )
+        if self.args.world_size > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        return {
+            name: total / count for name, (total, count) in zip(_LOSS_TERMS, totals.tolist(), strict=True) if count
+        }
 
     # ---- Saving ------------------------------------------------------------------------------------------------
 
@@ -339,14 +422,163 @@ class TCSDistillationTrainer(Trainer):
         model.load_state_dict({k: v for k, v in reference.state_dict().items() if k in own}, strict=False)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        """Save the folded student (plain model class and config), its processor and the coordinate system (`tcs/`)."""
+        """Save the folded student (plain model class and config), its processor, the coordinate system (`tcs/`) and
+        the model card with its plots."""
         if self.tcs_head is None or self._saving_checkpoint:
             return super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
-        with folded_tcs_head(self.model):
+        with folded_tcs_head(self.model) as model:
             super().save_model(output_dir, _internal_call)
+            if self.args.should_save and getattr(model.config, "model_type", None) == "timm_wrapper":
+                _save_in_timm_format(model, output_dir)
         if self.args.should_save and self.coordinate_system is not None:
             self.coordinate_system.save_pretrained(os.path.join(output_dir, "tcs"))
+        if self.is_world_process_zero():
+            self._write_model_card(output_dir)
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        # training_args.bin is a pickle of the arguments: it must never carry the Hub token.
+        token, self.args.hub_token = self.args.hub_token, None
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            self.args.hub_token = token
+
+    # ---- Model card and Hub ------------------------------------------------------------------------------------
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+        **kwargs,
+    ) -> None:
+        """Write the hf_tcs model card (`README.md`) and its plots into `args.output_dir`.
+
+        Replaces transformers' card (which would claim `library_name: transformers` for timm students and make the
+        student a fine-tune of nothing useful). Takes transformers' arguments plus the fields of `TCSModelCardData`
+        (e.g. `baseline_metrics={"accuracy": 0.84}`), which are remembered for later saves. An existing card (the
+        one on the Hub when the repo exists, else the local one) keeps everything outside hf_tcs' section.
+        """
+        fields = {
+            "language": language,
+            "license": license,
+            "tags": tags,
+            "model_name": model_name,
+            "finetuned_from": finetuned_from,
+            "tasks": tasks,
+            "dataset_tags": dataset_tags,
+            "dataset": dataset,
+            "dataset_args": dataset_args,
+            **kwargs,
+        }
+        self._card_fields.update({key: value for key, value in fields.items() if value is not None})
+        TCSModelCardData.from_fields(**self._card_fields)  # unknown fields are a caller's mistake: raise now
+        if self.is_world_process_zero():
+            self._write_model_card(self.args.output_dir)
+
+    def _write_model_card(self, output_dir: str) -> None:
+        """Render the card into `output_dir`; a failure is logged, never raised (a card must not stop training)."""
+        try:
+            existing = None
+            if self.hub_model_id is not None:  # published card first, so edits made on the Hub survive the push
+                existing = published_card(
+                    self.hub_model_id, revision=self.args.hub_revision, token=self.args.hub_token
+                )
+            save_model_card(TCSModelCardData.from_trainer(self, **self._card_fields), output_dir, existing)
+        except Exception as error:
+            logger.warning(f"hf_tcs could not write the model card in {output_dir}: {type(error).__name__}: {error}")
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """Upload the folded student, its processor, card, plots and coordinate system (`tcs/`) to the Hub.
+
+        `kwargs` go to `create_model_card` (transformers' card arguments and `TCSModelCardData` fields). A failed
+        push raises `HubPublishingError`; the local output folder stays as `save_model` wrote it.
+        """
+        repo_id = self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
+        try:
+            return super().push_to_hub(
+                commit_message=commit_message,
+                blocking=blocking,
+                token=token,
+                revision=revision,
+                private=private,
+                **kwargs,
+            )
+        except (HubPublishingError, TypeError):
+            raise
+        except Exception as error:
+            raise HubPublishingError(
+                f"Pushing {self.args.output_dir} to the Hub repo {repo_id!r} failed: {type(error).__name__}: {error}. "
+                f"The local output in {self.args.output_dir} is intact; check `hub_model_id`, your token's write "
+                "access and the network (HF_HUB_OFFLINE must be unset), then call `trainer.push_to_hub()` again or "
+                f"run `hf-tcs push {self.args.output_dir} --hub_model_id {repo_id}`."
+            ) from error
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """`hub_strategy="every_save"` and friends: publish what `save_model` writes, never the unfolded checkpoint.
+
+        transformers copies the checkpoint's weights into `output_dir` and pushes that folder; our checkpoints keep
+        the unfolded TCS head (to resume), so the folded student is saved there instead. The checkpoint itself is
+        still pushed as is for `hub_strategy="checkpoint"` / `"all_checkpoints"` (it is what resuming needs).
+        """
+        if self.tcs_head is None:
+            return super()._push_from_checkpoint(checkpoint_folder)
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        if not self.args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        output_dir = self.args.output_dir
+        with folded_tcs_head(self.model):
+            self._save(output_dir)
+        if self.coordinate_system is not None:
+            self.coordinate_system.save_pretrained(os.path.join(output_dir, "tcs"))
+        self._write_model_card(output_dir)
+        commit_message = f"Training in progress, step {self.state.global_step}"
+        jobs = [
+            hf_api().upload_folder(
+                repo_id=self.hub_model_id,
+                folder_path=output_dir,
+                commit_message=commit_message,
+                token=self.args.hub_token,
+                run_as_future=True,
+                ignore_patterns=["_*", f"{PREFIX_CHECKPOINT_DIR}-*"],
+                revision=self.args.hub_revision,
+            )
+        ]
+        if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            last = self.args.hub_strategy == HubStrategy.CHECKPOINT
+            name = "last-checkpoint" if last else Path(checkpoint_folder).name
+            jobs.append(
+                hf_api().upload_folder(
+                    repo_id=self.hub_model_id,
+                    folder_path=checkpoint_folder,
+                    path_in_repo=name,
+                    commit_message=f"{commit_message}, checkpoint",
+                    token=self.args.hub_token,
+                    run_as_future=True,
+                    revision=self.args.hub_revision,
+                )
+            )
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
 
 
 def _target_scale(
@@ -406,3 +638,27 @@ def _accuracy(eval_prediction) -> dict[str, float]:
     labels = eval_prediction.label_ids
     labelled = labels != IGNORE_INDEX
     return _accuracy_metric().compute(predictions=logits.argmax(-1)[labelled], references=labels[labelled])
+
+
+def _save_in_timm_format(model: PreTrainedModel, output_dir: str) -> None:
+    """Rewrite a timm student's files in timm's own format, which both `timm.create_model("hf-hub:...")` and
+    `AutoModelForImageClassification` load (transformers' `TimmWrapper` format is not loadable by timm)."""
+    from timm.models import save_for_hf
+
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    save_for_hf(model.timm_model, output_dir, model_config={"label_names": label_names}, safe_serialization=True)
+    config_file = os.path.join(output_dir, "config.json")
+    with open(config_file, encoding="utf-8") as file:
+        config = json.load(file)
+    # transformers passes num_classes itself and fails on a second one among the model arguments.
+    (config.get("model_args") or {}).pop("num_classes", None)
+    with open(config_file, "w", encoding="utf-8") as file:
+        json.dump(config, file, indent=2)
+
+
+def _teacher_info(teacher: Teacher | str | None, args: TCSConfig) -> dict[str, Any]:
+    """Who the teacher is, as far as the arguments say (the coordinate system's provenance is preferred)."""
+    if isinstance(teacher, Teacher):
+        return teacher.to_dict()
+    name = teacher or args.teacher_model_name_or_path
+    return {"teacher": str(name), "teacher_revision": args.teacher_revision} if name else {}

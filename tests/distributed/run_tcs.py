@@ -1,0 +1,129 @@
+"""Worker of tests/test_distributed.py, started by `accelerate launch` (several processes) or imported (one process).
+
+Each process runs the teacher pass with `precompute_teacher_features` over a dataset saved with `save_to_disk`, then
+over the same rows held in memory (with a fresh cache, and with `--cached-dir`, the cache of an earlier single-process
+pass), and writes what it saw to `<out>/rank<r>.npz`: the feature columns, how many rows its teacher encoded, and,
+with `--train`, the coordinate system and (rank 0) the final student weights of a `TCSDistillationTrainer` run that
+loads the teacher itself. An error is also written to `<out>/error-rank<r>.txt` before the process exits with it.
+"""
+
+import argparse
+import os
+import traceback
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import ViTConfig, ViTForImageClassification
+
+from hf_tcs import TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
+from hf_tcs.teachers import Teacher
+
+
+def count_encoded_rows() -> list[int]:
+    """Record the batch size of every teacher forward in this process, whichever `Teacher` runs it."""
+    rows, encode = [], Teacher.encode
+
+    def counting_encode(self, batch):
+        rows.append(len(batch))
+        return encode(self, batch)
+
+    Teacher.encode = counting_encode
+    return rows
+
+
+def features_of(dataset: datasets.Dataset) -> np.ndarray:
+    return np.asarray(dataset.with_format("numpy")["teacher_features"])
+
+
+def logged_losses(trainer: TCSDistillationTrainer) -> np.ndarray:
+    """The (ce_loss, tcs_loss) the trainer logged at each step."""
+    history = trainer.state.log_history
+    return np.array([[entry["ce_loss"], entry["tcs_loss"]] for entry in history if "tcs_loss" in entry])
+
+
+def make_trainer(data: str, teacher: str, output_dir: str, batch_size: int, **config) -> TCSDistillationTrainer:
+    """A tiny ViT student distilled from `teacher` (loaded by the trainer) for 4 SGD steps; `config` overrides."""
+    torch.manual_seed(0)
+    student = ViTForImageClassification(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=8,
+            num_labels=10,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+    )
+    settings = dict(
+        teacher_model_name_or_path=teacher,
+        tcs_num_components=16,
+        per_device_train_batch_size=batch_size,
+        max_steps=4,
+        optim="sgd",
+        learning_rate=0.1,
+        lr_scheduler_type="constant",
+        dataloader_drop_last=True,
+        ddp_find_unused_parameters=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=0,
+        data_seed=0,
+        disable_tqdm=True,
+    )
+    args = TCSConfig(output_dir=output_dir, **{**settings, **config})
+    return TCSDistillationTrainer(model=student, args=args, train_dataset=datasets.load_from_disk(data))
+
+
+def main(data: str, teacher: str, out: Path, train: bool, batch_size: int, cached_dir: str | None) -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    rows = count_encoded_rows()
+    encoder = load_teacher(teacher, device="cpu")
+    results = {}
+
+    def teacher_pass(name: str, dataset: datasets.Dataset, **kwargs) -> None:
+        """Record the features of one teacher pass and how many rows this process encoded for it."""
+        before = sum(rows)
+        results[f"{name}_features"] = features_of(precompute_teacher_features(dataset, encoder, **kwargs))
+        results[f"{name}_rows"] = sum(rows) - before
+
+    teacher_pass("disk", datasets.load_from_disk(data))
+    # Not file-backed: the features are cached under `cache_dir`, not next to the dataset's files.
+    teacher_pass("memory", datasets.load_from_disk(data, keep_in_memory=True), cache_dir=out / "memory_cache")
+    if cached_dir:
+        teacher_pass("cached", datasets.load_from_disk(data, keep_in_memory=True), cache_dir=cached_dir)
+    if train:
+        before = sum(rows)
+        trainer = make_trainer(data, teacher, str(out / "trainer"), batch_size)
+        results["trainer_rows"] = sum(rows) - before
+        cs = trainer.coordinate_system
+        results.update(mean=cs.mean, components=cs.components, eigenvalues=cs.eigenvalues)
+        trainer.train()
+        results["losses"] = logged_losses(trainer)
+        if rank == 0:
+            state = {name: tensor.detach().numpy() for name, tensor in trainer.model.state_dict().items()}
+            np.savez(out / "weights.npz", **state)
+    np.savez(out / f"rank{rank}.npz", **results)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--teacher", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--train", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--cached-dir", help="cache_dir holding a single-process teacher pass of the rows in memory")
+    cli = parser.parse_args()
+    datasets.disable_progress_bars()
+    try:
+        main(cli.data, cli.teacher, cli.out, cli.train, cli.batch_size, cli.cached_dir)
+    except Exception:
+        (cli.out / f"error-rank{os.environ.get('RANK', '0')}.txt").write_text(traceback.format_exc())
+        raise

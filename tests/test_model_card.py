@@ -1,0 +1,163 @@
+"""Model cards of distilled students: metadata, body, plots, updates of an existing README, and failure handling."""
+
+import logging
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from test_trainer import NUM_LABELS, make_args, make_student
+from transformers import AutoModelForImageClassification, TimmWrapperConfig, TimmWrapperForImageClassification
+
+from hf_tcs import TCSDistillationTrainer, load_teacher
+from hf_tcs.model_card import GENERATED_START, TCSModelCardData
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def train(tmp_path, dataset, teacher=None, model=None, **overrides):
+    settings = dict(
+        max_steps=6,
+        eval_strategy="steps",
+        eval_steps=3,
+        tcs_selection_strategy="steps",
+        tcs_selection_steps=2,
+        tcs_selection_rounds=2,
+        tcs_min_components=4,
+    )
+    args = make_args(tmp_path, **{**settings, **overrides})
+    trainer = TCSDistillationTrainer(
+        model=model or make_student(), args=args, train_dataset=dataset, eval_dataset=dataset, teacher=teacher
+    )
+    trainer.train()
+    return trainer
+
+
+def test_card_metadata_body_and_plots(tmp_path, image_features, teacher_dirs):
+    trainer = train(tmp_path, image_features, teacher=load_teacher(teacher_dirs["dino"]))
+    trainer.save_model()
+    out = tmp_path / "out"
+    card = ModelCard.load(out / "README.md")
+    data = card.data
+    assert data.library_name == "transformers"
+    assert data.pipeline_tag == "image-classification"
+    assert {"hf_tcs", "knowledge-distillation", "tcs", "teacher-dino"} <= set(data.tags)
+    assert data.distillation_teacher == "dino"  # a local teacher is named by its folder, never by its path
+    assert str(tmp_path) not in card.content
+    assert data.base_model is None  # built from a config; the teacher is never the base model
+    final_accuracy = [entry["eval_accuracy"] for entry in trainer.state.log_history if "eval_accuracy" in entry][-1]
+    [result] = data.eval_results
+    assert (result.task_type, result.metric_type) == ("image-classification", "accuracy")
+    assert result.metric_value == pytest.approx(final_accuracy)
+
+    active = trainer.tcs_head.num_active
+    assert active < 16
+    assert "k = 16 of D = 32 principal components" in card.text
+    assert f"shrank from 16 to {active} active coordinates" in card.text
+    assert "| tcs_selection_strategy | steps |" in card.text
+    assert "| output_dir |" not in card.text
+    log_rows = [line for line in card.text.splitlines() if line.startswith("| 0.") or line.startswith("| 1.")]
+    assert len(log_rows) == 6  # one row per logged step
+    assert "\n\n\n" not in card.text
+    for plot in ("tcs_spectrum.png", "tcs_active_coordinates.png"):
+        assert (out / plot).read_bytes().startswith(PNG_MAGIC)
+        assert f"]({plot})" in card.text
+
+
+def test_base_model_is_the_students_checkpoint_and_user_fields_are_kept(tmp_path, image_features):
+    student = make_student()
+    student.config._name_or_path = "google/vit-base-patch16-224"
+    trainer = train(tmp_path, image_features, model=student, max_steps=2)
+    trainer.create_model_card(license="apache-2.0", tags="my-tag", baseline_metrics={"eval_accuracy": 0.125})
+    trainer.save_model()  # a later save keeps what create_model_card was told
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert card.data.base_model == "google/vit-base-patch16-224"
+    assert card.data.license == "apache-2.0"
+    assert "my-tag" in card.data.tags
+    assert "| accuracy |" in card.text and "| 0.1250 |" in card.text
+    with pytest.raises(TypeError, match="Unknown model card fields"):
+        trainer.create_model_card(teacher_name="x")
+
+
+def test_existing_readme_is_updated_not_overwritten(tmp_path, image_features):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("---\nlicense: mit\ntags:\n- mine\n---\n\n# My model\n\nMy own notes.\n")
+    trainer = train(tmp_path, image_features, max_steps=2)
+    trainer.save_model()
+    trainer.save_model()
+    text = (out / "README.md").read_text()
+    card = ModelCard(text)
+    assert card.data.license == "mit"
+    assert {"mine", "hf_tcs"} <= set(card.data.tags)
+    assert "My own notes." in text
+    assert text.count(GENERATED_START) == 1
+
+    edited = text.replace("My own notes.", "Only for cats.")
+    (out / "README.md").write_text(edited)
+    trainer.save_model()
+    assert "Only for cats." in (out / "README.md").read_text()
+
+
+def test_a_card_failure_warns_and_never_stops_saving(tmp_path, image_features, monkeypatch, caplog):
+    trainer = train(tmp_path, image_features, max_steps=2)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("template exploded")
+
+    monkeypatch.setattr(TCSModelCardData, "from_trainer", broken)
+    with caplog.at_level(logging.WARNING, logger="hf_tcs.trainer"):
+        trainer.save_model()
+    assert "template exploded" in caplog.text
+    assert AutoModelForImageClassification.from_pretrained(tmp_path / "out").config.num_labels == NUM_LABELS
+
+
+def test_the_hub_token_is_never_saved(tmp_path, image_features):
+    token = "hf_thisIsNotARealTokenButSecret"
+    trainer = train(tmp_path, image_features, max_steps=2, hub_token=token, save_strategy="steps", save_steps=2)
+    trainer.save_model()
+    assert trainer.args.hub_token == token  # still usable for pushing
+    files = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
+    assert any(path.name == "training_args.bin" for path in files)
+    for path in files:
+        assert token.encode() not in path.read_bytes(), path
+
+
+def test_timm_student_is_published_in_timm_format(tmp_path, image_features):
+    import timm
+
+    torch.manual_seed(0)
+    config = TimmWrapperConfig(
+        architecture="vit_tiny_patch16_224",
+        num_labels=NUM_LABELS,
+        model_args={"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2},
+    )
+    trainer = train(tmp_path, image_features, model=TimmWrapperForImageClassification(config), max_steps=2)
+    trainer.save_model()
+    out = tmp_path / "out"
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "timm"
+    assert 'timm.create_model("hf-hub:' in card.text
+
+    pixels = torch.as_tensor(image_features.with_format("numpy")[:4]["pixel_values"])
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model(pixel_values=pixels).logits
+        from_timm = timm.create_model(f"local-dir:{out}", pretrained=True).eval()(pixels)
+        from_transformers = AutoModelForImageClassification.from_pretrained(out).eval()(pixel_values=pixels).logits
+    torch.testing.assert_close(from_timm, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(from_transformers, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_card_data_renders_without_a_trainer():
+    data = TCSModelCardData.from_fields(
+        model_name="tiny", dataset="user/data", finetuned_from="org/student", license="mit", tasks="ignored"
+    )
+    data.pipeline_tag, data.eval_metrics = "text-classification", {"accuracy": 0.5, "loss": 1.0}
+    data.teacher = {"teacher": "sentence-transformers/all-MiniLM-L6-v2", "teacher_revision": "abc123"}
+    card = data.render()
+    assert card.data.datasets == ["user/data"] and card.data.base_model == "org/student"
+    assert card.data.distillation_teacher_revision == "abc123"
+    assert "teacher-minilm" in card.data.tags
+    [result] = card.data.eval_results
+    assert (result.dataset_type, result.metric_value) == ("user/data", 0.5)  # loss is no model-index metric
+    assert 'pipeline("text-classification", model="<your-namespace>/tiny")' in card.text
