@@ -24,11 +24,17 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# The benchmarks (about 1.5 h on 2 CPU cores) and their report: benchmarks/results/RESULTS.md and plots/. The accuracy
+# benchmarks add only the runs their JSON lacks (--resume). CIFAR10_TEACHER=<folder> uses a real teacher (DINO / DINOv2 /
+# MAE saved with save_pretrained); without it the CIFAR-10 run is cost only (random teacher).
 bench: $(STAMP)
 	$(RUN) benchmarks/bench_teacher_pass.py
 	$(RUN) benchmarks/bench_coordinates.py
 	$(RUN) benchmarks/bench_train_step.py
-	$(RUN) benchmarks/bench_banking77.py
+	$(RUN) benchmarks/bench_banking77.py --resume
+	$(RUN) benchmarks/bench_few_shot.py --resume
+	$(RUN) benchmarks/bench_cifar10.py --resume $(if $(CIFAR10_TEACHER),--teacher_dir $(CIFAR10_TEACHER))
+	$(RUN) benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) outputs

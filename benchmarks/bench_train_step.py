@@ -5,9 +5,10 @@ Same student, same batches, same optimizer (the `Trainer` default AdamW) in ever
 - ``tcs``: `TCSDistillationTrainer` with the default TCS settings on a training set that already carries a
   ``tcs_coordinates`` column (k coordinates from `CoordinateSystem.fit(...).add_coordinates(...)` over random
   384-d "teacher features"): no teacher in memory;
-- ``kd-<teacher>``: the baseline TCS replaces, a `Trainer` subclass that runs a frozen `ViTModel` teacher (eval mode,
-  ``torch.no_grad()``) on every batch and adds the MSE between a learnable ``Linear(d_student -> d_teacher)``
-  projection of the student's pooled (CLS) feature and the teacher's CLS feature to the cross-entropy.
+- ``kd-<teacher>``: the baseline TCS replaces, `online_kd.OnlineFeatureKDTrainer` (shared with the accuracy
+  benchmarks): a frozen `ViTModel` teacher (eval mode, ``torch.no_grad()``) runs on every batch (the student's
+  ``pixel_values``) and the MSE between a learnable ``Linear(d_student -> d_teacher)`` projection of the student's
+  pooled (CLS) feature and the teacher's CLS feature is added to the cross-entropy.
 
 The student is a randomly initialised ViT-Ti/16 shape (hidden 192, 12 layers, 3 heads, MLP 768; 10 classes); the
 teachers are ViT-Ti/16, ViT-S/16 and ViT-B/16 shapes (hidden 192/384/768, 12 layers, 3/6/12 heads, MLP 4 x hidden),
@@ -24,7 +25,8 @@ reports its peak RSS (``resource.getrusage``) and the growth of that peak over t
 
 Usage: python benchmarks/bench_train_step.py [--image_size 112] [--batch_size 16] [--max_steps 13] [--warmup 3]
        [--repeats 2] [--num_coordinates 128] [--teacher_sizes vit-ti vit-s vit-b]
-(``--teacher_sizes vit-s`` runs the main comparison only.) Writes benchmarks/results/bench_train_step.json.
+(``--teacher_sizes vit-s`` runs the main comparison only.) Writes benchmarks/results/bench_train_step.json (the cost
+scaling table and plot of benchmarks/report.py). Expected duration of the default run on 2 CPU cores: about 8 minutes.
 """
 
 import argparse
@@ -32,6 +34,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -42,11 +45,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-import torch.nn.functional as F
 import transformers
+from online_kd import OnlineFeatureKDTrainer
 from torch import nn
 from transformers import (
-    Trainer,
     TrainerCallback,
     TrainingArguments,
     ViTConfig,
@@ -95,40 +97,6 @@ def cpu_model() -> str:
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     return names[0] if names else platform.processor()
-
-
-class StudentWithProjector(nn.Module):
-    """The ViT student plus the KD projector, so that the projector is trained (and optimised) with the student.
-
-    ``forward`` is `ViTForImageClassification.forward` (classifier on the CLS token of the final layer norm) that
-    also returns the projection of that pooled feature to the teacher's width; its ``labels`` argument only tells
-    `Trainer` which input holds the labels (the loss is the trainer's).
-    """
-
-    def __init__(self, student: ViTForImageClassification, teacher_dim: int):
-        super().__init__()
-        self.student = student
-        self.projector = nn.Linear(student.config.hidden_size, teacher_dim)
-
-    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None):
-        pooled = self.student.vit(pixel_values).last_hidden_state[:, 0]
-        return self.student.classifier(pooled), self.projector(pooled)
-
-
-class OnlineFeatureKDTrainer(Trainer):
-    """Feature distillation with the teacher in the loop: CE + weight * MSE(projected student CLS, teacher CLS)."""
-
-    def __init__(self, *args, teacher: ViTModel, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.teacher = teacher.eval().requires_grad_(False)
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        pixel_values, labels = inputs["pixel_values"], inputs["labels"]
-        with torch.no_grad():
-            target = self.teacher(pixel_values=pixel_values).last_hidden_state[:, 0]
-        logits, projected = model(pixel_values=pixel_values)
-        loss = F.cross_entropy(logits, labels) + KD_WEIGHT * F.mse_loss(projected, target)
-        return (loss, logits) if return_outputs else loss
 
 
 class StepTimer(TrainerCallback):
@@ -226,8 +194,9 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict:
             teacher = ViTModel(vit_config(hidden_size, heads, args.image_size), add_pooling_layer=False)
             teacher_params = parameters_m(teacher)
             trainer = OnlineFeatureKDTrainer(
-                model=StudentWithProjector(student, hidden_size),
+                model=student,
                 teacher=teacher,
+                kd_weight=KD_WEIGHT,
                 args=TrainingArguments(**common),
                 train_dataset=dataset,
                 callbacks=[timer],
@@ -360,10 +329,13 @@ def main():
         for key in ("image_size", "batch_size", "max_steps", "warmup", "repeats", "num_coordinates")
     }
     settings |= {"student": "ViT-Ti/16 shape, random init", "num_labels": NUM_LABELS, "kd_weight": KD_WEIGHT}
+    settings["teacher_sizes"] = teachers
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_train_step.json").write_text(
         json.dumps(
             {
+                "benchmark": "train_step",
+                "command": shlex.join(["python", os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
                 "environment": environment,
                 "settings": settings,
                 "results": results,

@@ -117,6 +117,10 @@ def test_every_save_pushes_folded_students_not_checkpoints(tmp_path, image_featu
     student = AutoModelForImageClassification.from_pretrained("user/every-save")
     torch.testing.assert_close(logits(student, image_features), logits(trainer.model, image_features))
 
+    # With push_to_hub=True a user's save_model pushes too, as with any Trainer.
+    trainer.save_model()
+    assert local_hub.commits("user/every-save")[0].title == "Model save"
+
 
 def test_push_student_folder_merges_the_published_card(tmp_path, image_features, local_hub):
     trainer = train(tmp_path, image_features)

@@ -428,13 +428,16 @@ class TCSDistillationTrainer(Trainer):
             return super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
         with folded_tcs_head(self.model) as model:
-            super().save_model(output_dir, _internal_call)
+            # As an internal call: transformers would push from inside, and the push saves (and folds) again.
+            super().save_model(output_dir, _internal_call=True)
             if self.args.should_save and getattr(model.config, "model_type", None) == "timm_wrapper":
                 _save_in_timm_format(model, output_dir)
         if self.args.should_save and self.coordinate_system is not None:
             self.coordinate_system.save_pretrained(os.path.join(output_dir, "tcs"))
         if self.is_world_process_zero():
             self._write_model_card(output_dir)
+        if self.args.push_to_hub and not _internal_call:  # what transformers does for a user's call
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         # training_args.bin is a pickle of the arguments: it must never carry the Hub token.

