@@ -71,7 +71,7 @@ def main():
         model_name="bert-2l-banking77-tcs",
         language="en",
         dataset="PolyAI/banking77",
-        eval_dataset_name="test split",
+        eval_dataset_name="test",
         baseline_metrics={"accuracy": cross_entropy["test_accuracy"]},
     )
     trainer.save_model(str(output_dir / "student"))

@@ -372,8 +372,8 @@ class TCSModelCardData:
             }
             for name, value in self.eval_metrics.items()
         ]
-        where = f"on the {self.eval_dataset_name}" if self.eval_dataset_name else ""
-        return f"Final evaluation {where}:\n\n{_markdown_table(rows)}"
+        where = f" ({self.eval_dataset_name})" if self.eval_dataset_name else ""
+        return f"Final evaluation{where}:\n\n{_markdown_table(rows)}"
 
 
 def save_model_card(data: TCSModelCardData, output_dir: str | os.PathLike, existing: str | None = None) -> ModelCard:
@@ -536,7 +536,7 @@ def _cost(trainer, history: list[dict[str, Any]]) -> dict[str, str]:
     cost = {}
     seconds = getattr(trainer, "teacher_pass_seconds", None)
     if seconds is not None:
-        cost["Teacher pass (one-off, before training)"] = f"{seconds:.1f} s"
+        cost["Teacher pass (one-off, before training; near 0 when served from the cache)"] = f"{seconds:.1f} s"
     summary = next((entry for entry in reversed(history) if "train_runtime" in entry), None)
     if summary:
         cost["Training time"] = (
@@ -588,15 +588,16 @@ def _markdown_table(rows: list[dict[str, Any]]) -> str:
 def _spectrum_plot(data: TCSModelCardData, path: Path) -> None:
     from matplotlib.figure import Figure  # no pyplot: no global state, safe in the background push thread
 
-    eigenvalues = np.asarray(data.eigenvalues)
+    # Trailing eigenvalues are often numerically zero: floor them so that the log axis shows the spectrum.
+    floor = max(float(np.max(data.eigenvalues)), np.finfo(float).tiny) * 1e-6
+    eigenvalues = np.maximum(np.asarray(data.eigenvalues), floor)
     ranks = np.arange(1, len(eigenvalues) + 1)
     k = data.num_components or len(eigenvalues)
     figure = Figure(figsize=(6, 3.5), dpi=100)
     axes = figure.add_subplot()
-    axes.semilogy(ranks, np.maximum(eigenvalues, np.finfo(float).tiny), color="0.6", label="all components")
-    axes.semilogy(
-        ranks[:k], np.maximum(eigenvalues[:k], np.finfo(float).tiny), color="C0", lw=2, label=f"kept (k={k})"
-    )
+    axes.semilogy(ranks, eigenvalues, color="0.6", label="all components")
+    axes.semilogy(ranks[:k], eigenvalues[:k], color="C0", lw=2, label=f"kept (k={k})")
+    axes.set_ylim(bottom=floor)
     if data.active_coordinates and data.active_coordinates[-1][1] < k:
         axes.axvline(data.active_coordinates[-1][1], color="C1", ls="--", label="active after tailoring")
     axes.set(xlabel="component", ylabel="eigenvalue (feature variance)", title="Teacher feature spectrum")
