@@ -139,9 +139,13 @@ def command_line(script: str | Path, argv: list[str] | None) -> str:
 
 
 def memory_since(baseline_mb: float) -> dict:
-    """Peak RSS of this process and its growth over ``baseline_mb`` (the peak before the student was built)."""
+    """Peak RSS of this process and its growth over ``baseline_mb`` (the peak before the student was built).
+
+    `memory: "VmHWM"` marks figures taken with the process's own high-water mark (see `peak_rss_mb`); runs of an
+    earlier version took ru_maxrss, which a job inherits from the parent that started it, and are not averaged.
+    """
     peak = peak_rss_mb()
-    return {"peak_rss_mb": round(peak, 1), "peak_rss_growth_mb": round(peak - baseline_mb, 1)}
+    return {"peak_rss_mb": round(peak, 1), "peak_rss_growth_mb": round(peak - baseline_mb, 1), "memory": "VmHWM"}
 
 
 def step_timing(timer: StepTimer) -> dict:
@@ -263,7 +267,7 @@ def summarise_runs(runs: list[dict]) -> dict:
     for arm, arm_runs in by_arm.items():
         accuracies = [r["test_accuracy"] for r in arm_runs]
         timed = [r for r in arm_runs if "peak_rss_mb" in r]
-        isolated = [r for r in timed if r.get("isolated")]
+        isolated = [r for r in timed if r.get("isolated") and r.get("memory") == "VmHWM"]
         summary[arm] = {
             "test_accuracy_mean": float(np.mean(accuracies)),
             "test_accuracy_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0,

@@ -86,7 +86,17 @@ def vit_config(hidden_size: int, num_attention_heads: int, image_size: int, **ex
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    On Linux, VmHWM of /proc/self/status: the high-water mark of this process's own address space. `ru_maxrss` is not
+    that: a child started with fork + exec inherits its parent's peak as a floor, so a job started by a parent that ran
+    the teacher pass would report the parent's memory. Elsewhere ru_maxrss (KiB on Linux, bytes on macOS).
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 

@@ -106,6 +106,8 @@ class TCSModelCardData:
         baseline_metrics: results of a comparison run (same student and budget), shown next to the student's,
             e.g. `{"accuracy": 0.84}`; keys may carry the `eval_` prefix.
         baseline_name: what the comparison run was.
+        eval_dataset_name: what the final evaluation ran on, e.g. a split name (the evaluation set's key, or
+            "evaluation set", when not given).
     """
 
     model_name: str = "tcs-student"
