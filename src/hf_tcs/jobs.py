@@ -23,11 +23,10 @@ from transformers import set_seed
 from .config import TCSConfig
 from .coordinates import CoordinateSystem
 from .data import DataArguments, TaskData, load_task_data, student_inputs
-from .features import fail_together, precompute_teacher_features
+from .features import precompute_teacher_features
 from .hub import push_features_to_hub, push_student_to_hub
 from .models import StudentArguments, load_processor, load_student, student_source
-from .teachers import load_teacher
-from .trainer import TCSDistillationTrainer
+from .trainer import TCSDistillationTrainer, fit_coordinate_system, load_configured_teacher
 
 __all__ = [
     "PrecomputeArguments",
@@ -99,15 +98,7 @@ def teacher_features(task: TaskData, config: TCSConfig, splits: list[str] | None
         return task, {}
     if not config.teacher_model_name_or_path:
         raise ValueError("--teacher_model_name_or_path is required: the Hub id or local folder of the teacher.")
-    # Rank 0 first, so that a Hub download happens once and the other ranks read the local cache.
-    with fail_together(config.distributed_state, "Loading the teacher"), config.main_process_first():
-        teacher = load_teacher(
-            config.teacher_model_name_or_path,
-            revision=config.teacher_revision,
-            pooling=config.teacher_pooling,
-            device=config.device,
-            dtype=config.teacher_dtype,
-        )
+    teacher = load_configured_teacher(config.teacher_model_name_or_path, config)
     encoded = dict(task.splits)
     for name in missing:
         encoded[name] = precompute_teacher_features(
@@ -118,18 +109,6 @@ def teacher_features(task: TaskData, config: TCSConfig, splits: list[str] | None
             output_column=config.tcs_feature_column,
         )
     return dataclasses.replace(task, splits=datasets.DatasetDict(encoded)), teacher.to_dict()
-
-
-def fit_coordinate_system(dataset: datasets.Dataset, config: TCSConfig, metadata: dict | None) -> CoordinateSystem:
-    """PCA of the dataset's teacher features, keeping `config.tcs_num_components` (a share of variance or a count)."""
-    num_components = config.tcs_num_components
-    if num_components is not None and num_components > 1:
-        num_components = int(num_components)
-    coordinate_system = CoordinateSystem.fit(
-        dataset, num_components=num_components, feature_column=config.tcs_feature_column, metadata=metadata
-    )
-    logger.info("Coordinate system: %r", coordinate_system)
-    return coordinate_system
 
 
 def saved_coordinate_system(data_args: DataArguments, task: TaskData, config: TCSConfig) -> CoordinateSystem | None:

@@ -47,7 +47,7 @@ from .selection import TailoringCallback
 from .student import attach_tcs_head, folded_tcs_head, student_coordinates
 from .teachers import Teacher, load_teacher
 
-__all__ = ["TCSDataCollator", "TCSDistillationTrainer"]
+__all__ = ["TCSDataCollator", "TCSDistillationTrainer", "fit_coordinate_system", "load_configured_teacher"]
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class TCSDistillationTrainer(Trainer):
                     )
                 train_dataset, provenance = self._teacher_pass(args, train_dataset, teacher)
             if coordinate_system is None:
-                coordinate_system = self._fit_coordinate_system(args, train_dataset, provenance)
+                coordinate_system = fit_coordinate_system(train_dataset, args, provenance)
             # Rank 0 first: the other ranks, holding the same basis, then load its cached column.
             with args.main_process_first(desc="adding TCS coordinates"):
                 train_dataset = coordinate_system.add_coordinates(
@@ -229,40 +229,6 @@ class TCSDistillationTrainer(Trainer):
             self._lsh_bias = lsh_bias(scaled, self._lsh_projection)
         return train_dataset
 
-    def _fit_coordinate_system(
-        self, args: TCSConfig, train_dataset: datasets.Dataset, provenance: dict | None
-    ) -> CoordinateSystem:
-        """Fit the coordinate system on the training features; each rank of a multi-process run reads only its shard.
-
-        The ranks' statistics are merged exactly (`FeatureStatistics.merge`), so the basis is the single-process one;
-        rank 0 decomposes them and sends its result to the others, so every rank holds bitwise the same basis (and
-        the coordinate column gets the same cache fingerprint on every rank).
-        """
-        num_components = args.tcs_num_components
-        if num_components is not None and num_components > 1:
-            num_components = int(num_components)
-        feature_column, state = args.tcs_feature_column, args.distributed_state
-        if state is None or state.num_processes == 1:
-            return CoordinateSystem.fit(
-                train_dataset, num_components=num_components, feature_column=feature_column, metadata=provenance
-            )
-        with fail_together(state, "Fitting the coordinate system"):
-            features = train_dataset.select_columns([feature_column]).with_format("numpy")
-            statistics = FeatureStatistics(len(features[0][feature_column]))
-            start, end = shard_bounds(len(features), state.num_processes, state.process_index)
-            for batch in features.select(range(start, end)).iter(batch_size=4096):
-                statistics.update(batch[feature_column])
-        statistics = reduce(FeatureStatistics.merge, gather_object([statistics]))
-        coordinate_system = None
-        with fail_together(state, "Fitting the coordinate system"):
-            if state.is_main_process:
-                # The provenance `CoordinateSystem.fit` records for a dataset.
-                metadata = {"dataset_fingerprint": train_dataset._fingerprint, "feature_column": feature_column}
-                coordinate_system = CoordinateSystem.from_statistics(
-                    statistics, num_components=num_components, metadata={**metadata, **(provenance or {})}
-                )
-        return broadcast_object_list([coordinate_system])[0]
-
     def _teacher_pass(
         self, args: TCSConfig, train_dataset: datasets.Dataset, teacher: Teacher | str
     ) -> tuple[datasets.Dataset, dict]:
@@ -274,16 +240,7 @@ class TCSDistillationTrainer(Trainer):
         """
         loaded_here = not isinstance(teacher, Teacher)
         if loaded_here:
-            # Rank 0 first, so that a Hub download happens once and the other ranks read the local cache.
-            state = args.distributed_state
-            with fail_together(state, "Loading the teacher"), args.main_process_first(desc="loading the teacher"):
-                teacher = load_teacher(
-                    teacher,
-                    revision=args.teacher_revision,
-                    pooling=args.teacher_pooling,
-                    device=args.device,
-                    dtype=args.teacher_dtype,
-                )
+            teacher = load_configured_teacher(teacher, args)
         start = time.perf_counter()
         dataset = precompute_teacher_features(
             train_dataset,
@@ -582,6 +539,62 @@ class TCSDistillationTrainer(Trainer):
             self.push_in_progress = PushInProgress(jobs)
         else:
             self.push_in_progress.jobs.extend(jobs)
+
+
+def load_configured_teacher(name_or_path: str, args: TCSConfig) -> Teacher:
+    """Load a teacher with the config's revision, pooling and dtype, on this process's device.
+
+    Rank 0 first, so that a Hub download happens once and the other ranks read the local cache; a failure on any rank
+    stops every rank.
+    """
+    state = args.distributed_state
+    with fail_together(state, "Loading the teacher"), args.main_process_first(desc="loading the teacher"):
+        return load_teacher(
+            name_or_path,
+            revision=args.teacher_revision,
+            pooling=args.teacher_pooling,
+            device=args.device,
+            dtype=args.teacher_dtype,
+        )
+
+
+def fit_coordinate_system(
+    train_dataset: datasets.Dataset, args: TCSConfig, provenance: dict | None = None
+) -> CoordinateSystem:
+    """Fit the coordinate system on the training features, keeping `args.tcs_num_components` (a share of variance or a
+    count); each rank of a multi-process run reads only its shard.
+
+    The ranks' statistics are merged exactly (`FeatureStatistics.merge`), so the basis is the single-process one;
+    rank 0 decomposes them and sends its result to the others, so every rank holds bitwise the same basis (and
+    the coordinate column gets the same cache fingerprint on every rank).
+    """
+    num_components = args.tcs_num_components
+    if num_components is not None and num_components > 1:
+        num_components = int(num_components)
+    feature_column, state = args.tcs_feature_column, args.distributed_state
+    if state is None or state.num_processes == 1:
+        coordinate_system = CoordinateSystem.fit(
+            train_dataset, num_components=num_components, feature_column=feature_column, metadata=provenance
+        )
+    else:
+        with fail_together(state, "Fitting the coordinate system"):
+            features = train_dataset.select_columns([feature_column]).with_format("numpy")
+            statistics = FeatureStatistics(len(features[0][feature_column]))
+            start, end = shard_bounds(len(features), state.num_processes, state.process_index)
+            for batch in features.select(range(start, end)).iter(batch_size=4096):
+                statistics.update(batch[feature_column])
+        statistics = reduce(FeatureStatistics.merge, gather_object([statistics]))
+        coordinate_system = None
+        with fail_together(state, "Fitting the coordinate system"):
+            if state.is_main_process:
+                # The provenance `CoordinateSystem.fit` records for a dataset.
+                metadata = {"dataset_fingerprint": train_dataset._fingerprint, "feature_column": feature_column}
+                coordinate_system = CoordinateSystem.from_statistics(
+                    statistics, num_components=num_components, metadata={**metadata, **(provenance or {})}
+                )
+        coordinate_system = broadcast_object_list([coordinate_system])[0]
+    logger.info("Coordinate system: %r", coordinate_system)
+    return coordinate_system
 
 
 def _target_scale(
