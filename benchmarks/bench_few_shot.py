@@ -183,7 +183,15 @@ def main(argv: list[str] | None = None) -> dict | None:
             for arm in args.arms
         ]
         harness.run_jobs(
-            report, jobs, ("shots", "arm", "seed"), output, Path(__file__), run_job, summarise, args.in_process
+            report,
+            jobs,
+            ("shots", "arm", "seed"),
+            output,
+            Path(__file__),
+            run_job,
+            summarise,
+            in_process=args.in_process,
+            remeasure=args.remeasure,
         )
 
     harness.print_summary(report, output)

@@ -72,6 +72,8 @@ def provenance(name: str, data: dict) -> str:
         lines.append(f"Command: `{data['command']}`")
     if len(data.get("invocations", [])) > 1:
         lines.append(f"(merged from {len(data['invocations'])} invocations, see `invocations` in the file)")
+    if data.get("note"):
+        lines.append(f"Note: {data['note']}")
     return "  \n".join(lines)
 
 

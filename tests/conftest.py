@@ -10,9 +10,9 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from tiny_models import IMAGE_SIZE, tiny_vit_kwargs
 
 DATA_DIR = Path(__file__).parent / "data"
-IMAGE_SIZE = 32
 
 
 @pytest.fixture(autouse=True)
@@ -51,19 +51,6 @@ def image_features(teacher_dirs, cifar10_sample) -> datasets.Dataset:
         return {"pixel_values": processor(images=batch["image"], return_tensors="np")["pixel_values"]}
 
     return dataset.map(to_pixels, batched=True, remove_columns=["image"])
-
-
-def _vit_kwargs(**overrides):
-    kwargs = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=IMAGE_SIZE,
-        patch_size=8,
-    )
-    kwargs.update(overrides)
-    return kwargs
 
 
 def _save_image_processor(folder: Path, crop: bool = False):
@@ -105,14 +92,14 @@ def teacher_dirs(tmp_path_factory) -> dict[str, Path]:
     dirs = {name: root / name for name in ("dino", "dinov2", "mae", "resnet", "timm_vit", "timm_resnet", "minilm")}
     torch.manual_seed(0)
 
-    ViTModel(ViTConfig(**_vit_kwargs()), add_pooling_layer=False).save_pretrained(dirs["dino"])
+    ViTModel(ViTConfig(**tiny_vit_kwargs()), add_pooling_layer=False).save_pretrained(dirs["dino"])
     _save_image_processor(dirs["dino"])
 
-    Dinov2Model(Dinov2Config(**_vit_kwargs(patch_size=4))).save_pretrained(dirs["dinov2"])
+    Dinov2Model(Dinov2Config(**tiny_vit_kwargs(patch_size=4))).save_pretrained(dirs["dinov2"])
     _save_image_processor(dirs["dinov2"], crop=True)
 
     mae_config = ViTMAEConfig(
-        **_vit_kwargs(),
+        **tiny_vit_kwargs(),
         decoder_hidden_size=32,
         decoder_num_hidden_layers=1,
         decoder_num_attention_heads=2,

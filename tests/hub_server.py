@@ -760,6 +760,7 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.server.hub
         self._route: str | None = None
         self._status = 0
+        self._recorded = False
         try:
             try:
                 self._dispatch(hub)
@@ -773,10 +774,16 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client went away or stalled past the timeout: nothing left to answer
             self.close_connection = True
         finally:
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            record = RecordedRequest(self.command, self.path, MappingProxyType(headers), self._route, self._status)
-            with hub._lock:
-                hub._requests.append(record)
+            if not self._recorded:  # no answer was sent
+                self._record()
+
+    def _record(self) -> None:
+        """Add this request to `LocalHub.requests`; before its answer goes out, so a client sees it once answered."""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        record = RecordedRequest(self.command, self.path, MappingProxyType(headers), self._route, self._status)
+        with self.server.hub._lock:
+            self.server.hub._requests.append(record)
+        self._recorded = True
 
     def _read_body(self) -> bytes:
         limit = self.server.hub.max_request_bytes
@@ -818,6 +825,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, headers: Mapping[str, str], content_type: str) -> None:
         self._status = status
+        self._record()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))

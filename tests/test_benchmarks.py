@@ -186,6 +186,33 @@ def test_resume_keeps_the_committed_banking77_results(tmp_path):
         bench_banking77.open_report(legacy, "banking77", command, changed, compared, True, **legacy_settings)
 
 
+def test_remeasure_replaces_only_runs_without_their_own_memory(tmp_path):
+    """`--resume --remeasure` reruns the chosen runs an earlier harness measured without `VmHWM`, in their place;
+    measured runs and runs of arms not chosen stay."""
+    legacy = {"arm": "ce", "seed": 0, "test_accuracy": 0.5, "peak_rss_mb": 1707.0}  # ru_maxrss of the parent
+    measured = {"arm": "tcs", "seed": 0, "test_accuracy": 0.6, "memory": "VmHWM"}
+    other_arm = {"arm": "tcs_literal", "seed": 0, "test_accuracy": 0.55}
+    jobs = [{"arm": "ce", "seed": 0}, {"arm": "tcs", "seed": 0}]
+    calls = []
+
+    def run_job(job: dict) -> dict:
+        calls.append((job["arm"], job["seed"]))
+        return {"test_accuracy": 0.7, "peak_rss_mb": 900.0, "memory": "VmHWM"}
+
+    def rerun(remeasure: bool) -> list[dict]:
+        report = {"runs": [legacy, measured, other_arm], "invocations": [{}], "environment": {}}
+        output = tmp_path / "bench.json"
+        bench_banking77.run_jobs(report, jobs, ("arm", "seed"), output, ROOT, run_job, len, True, remeasure)
+        assert json.loads(output.read_text())["runs"] == report["runs"]
+        return report["runs"]
+
+    assert rerun(remeasure=False) == [legacy, measured, other_arm] and calls == []
+    runs = rerun(remeasure=True)
+    assert calls == [("ce", 0)]
+    assert runs[1:] == [measured, other_arm]  # the new run in the place of the one it replaces
+    assert runs[0]["arm"] == "ce" and runs[0]["peak_rss_mb"] == 900.0 and runs[0]["memory"] == "VmHWM"
+
+
 def test_few_shot_labelled_examples_per_class():
     labels = np.repeat(np.arange(5), 10)
     chosen = bench_few_shot.labelled_indices(labels, shots=3, seed=0)

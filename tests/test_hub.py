@@ -8,7 +8,8 @@ import pytest
 import torch
 from huggingface_hub import DatasetCard, HfApi, ModelCard
 from safetensors import safe_open
-from test_trainer import make_args, make_student
+from test_trainer import make_args
+from tiny_models import make_student
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor
 
 from hf_tcs import CoordinateSystem, TCSDistillationTrainer, load_teacher, precompute_teacher_features

@@ -30,6 +30,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from tiny_models import tiny_vit_kwargs
 
 
 def _served(hub: LocalHub) -> None:
@@ -69,15 +70,7 @@ def test_model_pushed_with_upload_folder_loads_back_by_repo_id(local_hub, tmp_pa
     )
 
     torch.manual_seed(0)
-    config = ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-        num_labels=3,
-    )
+    config = ViTConfig(**tiny_vit_kwargs(), num_labels=3)
     model = ViTForImageClassification(config).eval()
     processor = ViTImageProcessor(size={"height": 32, "width": 32})
     folder = tmp_path / "tiny"

@@ -5,7 +5,8 @@ import logging
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from test_trainer import NUM_LABELS, make_args, make_student
+from test_trainer import make_args
+from tiny_models import NUM_LABELS, make_student
 from transformers import AutoModelForImageClassification, TimmWrapperConfig, TimmWrapperForImageClassification
 
 from hf_tcs import TCSDistillationTrainer, load_teacher

@@ -5,6 +5,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from tiny_models import make_student
 from transformers import (
     AutoModelForImageClassification,
     BertConfig,
@@ -12,31 +13,11 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
-    ViTConfig,
-    ViTForImageClassification,
     ViTImageProcessor,
 )
 
 from hf_tcs import CoordinateSystem, TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
 from hf_tcs.student import get_tcs_head
-
-NUM_LABELS = 10
-
-
-def make_student(seed: int = 0) -> ViTForImageClassification:
-    torch.manual_seed(seed)
-    config = ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-        num_labels=NUM_LABELS,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    return ViTForImageClassification(config)
 
 
 def make_args(tmp_path, args_class=TCSConfig, **overrides) -> TCSConfig:

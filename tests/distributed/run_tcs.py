@@ -9,16 +9,18 @@ loads the teacher itself. An error is also written to `<out>/error-rank<r>.txt` 
 
 import argparse
 import os
+import sys
 import traceback
 from pathlib import Path
 
 import datasets
 import numpy as np
-import torch
-from transformers import ViTConfig, ViTForImageClassification
 
 from hf_tcs import TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
 from hf_tcs.teachers import Teacher
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the shared tiny models
+from tiny_models import make_student  # noqa: E402
 
 
 def count_encoded_rows() -> list[int]:
@@ -45,20 +47,7 @@ def logged_losses(trainer: TCSDistillationTrainer) -> np.ndarray:
 
 def make_trainer(data: str, teacher: str, output_dir: str, batch_size: int, **config) -> TCSDistillationTrainer:
     """A tiny ViT student distilled from `teacher` (loaded by the trainer) for 4 SGD steps; `config` overrides."""
-    torch.manual_seed(0)
-    student = ViTForImageClassification(
-        ViTConfig(
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=32,
-            patch_size=8,
-            num_labels=10,
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
-        )
-    )
+    student = make_student(seed=0)
     settings = dict(
         teacher_model_name_or_path=teacher,
         tcs_num_components=16,
