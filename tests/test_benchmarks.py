@@ -202,7 +202,9 @@ def test_remeasure_replaces_only_runs_without_their_own_memory(tmp_path):
     def rerun(remeasure: bool) -> list[dict]:
         report = {"runs": [legacy, measured, other_arm], "invocations": [{}], "environment": {}}
         output = tmp_path / "bench.json"
-        bench_banking77.run_jobs(report, jobs, ("arm", "seed"), output, ROOT, run_job, len, True, remeasure)
+        bench_banking77.run_jobs(
+            report, jobs, ("arm", "seed"), output, ROOT, run_job, len, in_process=True, remeasure=remeasure
+        )
         assert json.loads(output.read_text())["runs"] == report["runs"]
         return report["runs"]
 
