@@ -81,7 +81,7 @@ def test_pushing_again_keeps_edits_made_on_the_hub(tmp_path, image_features, loc
     trainer.push_to_hub()
     published = ModelCard.load("user/edited")
     published.data.license = "cc-by-4.0"
-    published.text = published.text.replace("More information needed.", "Only for cats.")
+    published.text = published.text.replace("**Use:**", "Only for cats.")
     HfApi().upload_file(
         path_or_fileobj=str(published).encode(), path_in_repo="README.md", repo_id="user/edited", commit_message="edit"
     )

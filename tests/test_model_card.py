@@ -162,3 +162,32 @@ def test_card_data_renders_without_a_trainer():
     [result] = card.data.eval_results
     assert (result.dataset_type, result.metric_value) == ("user/data", 0.5)  # loss is no model-index metric
     assert 'pipeline("text-classification", model="<your-namespace>/tiny")' in card.text
+
+
+def test_card_license_references_loss_terms_label_names_and_limitations(tmp_path, image_features):
+    trainer = train(tmp_path, image_features, tcs_selection_strategy="no")  # no tailoring
+    trainer.create_model_card(
+        license="apache-2.0", reference_metrics={"teacher + linear probe": {"eval_accuracy": 0.9125}}
+    )
+    trainer.save_model()
+    out = tmp_path / "out"
+    card = ModelCard.load(out / "README.md")
+    assert card.data.license == "apache-2.0"
+    # The student's result and the reference side by side, in one row.
+    header = next(line for line in card.text.splitlines() if line.startswith("| Metric |"))
+    assert header == "| Metric | out | teacher + linear probe |"
+    assert any(line.startswith("| accuracy |") and line.endswith("| 0.9125 |") for line in card.text.splitlines())
+    # The training log has the two terms of the training loss in their own columns, as logged.
+    log_header = next(line for line in card.text.splitlines() if line.startswith("| Epoch |"))
+    assert "| Training Loss (total) | Cross-Entropy | Coordinate Loss |" in log_header
+    first = next(entry for entry in trainer.state.log_history if "ce_loss" in entry)
+    row = next(
+        line for line in card.text.splitlines() if line.startswith(f"| {first['epoch']:.4f} | {first['step']} |")
+    )
+    assert f"| {first['loss']:.4f} | {first['ce_loss']:.4f} | {first['tcs_loss']:.4f} |" in row
+    # The usage snippet names the classes the student predicts (the training set's ClassLabel).
+    assert "# [{'label': 'airplane', 'score': ...}]: one of the 10 labels: airplane, automobile" in card.text
+    # Limitations say what TCS assumes; a flat active-coordinates plot is left out.
+    assert "More information needed" not in card.text and "**What TCS assumes:**" in card.text
+    assert "tcs_active_coordinates.png" not in card.text and not (out / "tcs_active_coordinates.png").exists()
+    assert (out / "tcs_spectrum.png").read_bytes().startswith(PNG_MAGIC)

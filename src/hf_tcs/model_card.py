@@ -106,6 +106,8 @@ class TCSModelCardData:
         baseline_metrics: results of a comparison run (same student and budget), shown next to the student's,
             e.g. `{"accuracy": 0.84}`; keys may carry the `eval_` prefix.
         baseline_name: what the comparison run was.
+        reference_metrics: more results to show next to the student's, by name, e.g. the teacher's own linear
+            probe: `{"teacher + linear probe": {"accuracy": 0.93}}`; keys may carry the `eval_` prefix.
         eval_dataset_name: what the final evaluation ran on, e.g. a split name (the evaluation set's key, or
             "evaluation set", when not given).
     """
@@ -118,6 +120,7 @@ class TCSModelCardData:
     datasets: list[str] = field(default_factory=list)
     baseline_metrics: dict[str, float] = field(default_factory=dict)
     baseline_name: str = "cross-entropy only (same student, same budget)"
+    reference_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
     # Filled from the trainer.
     library_name: str = "transformers"
@@ -126,6 +129,7 @@ class TCSModelCardData:
     student_class: str = "PreTrainedModel"
     student_parameters: int | None = None
     num_labels: int | None = None
+    label_names: list[str] = field(default_factory=list)
     teacher: dict[str, Any] = field(default_factory=dict)
     feature_dim: int | None = None
     num_components: int | None = None
@@ -168,6 +172,8 @@ class TCSModelCardData:
             data.student_parameters -= sum(p.numel() for p in head.parameters())
             data.student_parameters += (head.in_features + (head.classifier.bias is not None)) * head.num_labels
         data.num_labels = getattr(config, "num_labels", None)
+        id2label = getattr(config, "id2label", None) or {}
+        data.label_names = [str(id2label[i]) for i in range(len(id2label)) if i in id2label]
         data.library_name = "timm" if getattr(config, "model_type", None) == "timm_wrapper" else "transformers"
         input_name = getattr(model, "main_input_name", "input_ids")
         data.pipeline_tag = "image-classification" if input_name == "pixel_values" else "text-classification"
@@ -274,7 +280,7 @@ class TCSModelCardData:
             feature_dim=self.feature_dim or "D",
             coordinate_system_description=self._coordinate_system_description(),
             spectrum_plot=SPECTRUM_PLOT,
-            active_plot=ACTIVE_PLOT if active_plot and self.active_coordinates else None,
+            active_plot=ACTIVE_PLOT if active_plot and self._shows_tailoring else None,
             hyperparameters=sorted(self.hyperparameters.items()),
             training_logs=_markdown_table(self.training_logs),
             results=self._results(),
@@ -282,6 +288,11 @@ class TCSModelCardData:
             versions=list(self.versions.items()),
             citation=CITATION,
         )
+
+    @property
+    def _shows_tailoring(self) -> bool:
+        """Whether the active-coordinates plot says anything: without tailoring it is a flat line."""
+        return self.tailoring != "no" and bool(self.active_coordinates)
 
     def _summary(self) -> str:
         task = (self.pipeline_tag or "classification").replace("-", " ")
@@ -333,11 +344,16 @@ class TCSModelCardData:
                 "logits = model(transform(image).unsqueeze(0))"
             )
         example = '"path/to/image.jpg"' if self.pipeline_tag == "image-classification" else '"Your text here"'
-        return (
+        usage = (
             "from transformers import pipeline\n\n"
             f'classifier = pipeline("{self.pipeline_tag}", model="{model_id}")\n'
             f"classifier({example})"
         )
+        if self.label_names:
+            usage += (
+                f"  # [{{'label': '{self.label_names[0]}', 'score': ...}}]: one of the {_label_list(self.label_names)}"
+            )
+        return usage
 
     def _coordinate_system_description(self) -> str:
         if self.num_components is None:
@@ -364,13 +380,17 @@ class TCSModelCardData:
     def _results(self) -> str:
         if not self.eval_metrics:
             return "No evaluation was run."
-        baseline = {name.removeprefix("eval_"): value for name, value in self.baseline_metrics.items()}
-        header = ["Metric", self.model_name] + ([f"Baseline: {self.baseline_name}"] if baseline else [])
+        others = {f"Baseline: {self.baseline_name}": self.baseline_metrics} if self.baseline_metrics else {}
+        others.update(self.reference_metrics)
+        others = {
+            column: {name.removeprefix("eval_"): value for name, value in metrics.items()}
+            for column, metrics in others.items()
+        }
         rows = [
             {
-                header[0]: name,
-                header[1]: _format(value),
-                **({header[2]: _format(baseline.get(name))} if baseline else {}),
+                "Metric": name,
+                self.model_name: _format(value),
+                **{column: _format(metrics.get(name)) for column, metrics in others.items()},
             }
             for name, value in self.eval_metrics.items()
         ]
@@ -392,7 +412,7 @@ def save_model_card(data: TCSModelCardData, output_dir: str | os.PathLike, exist
         existing = readme.read_text(encoding="utf-8")
     if data.eigenvalues:
         _spectrum_plot(data, output_dir / SPECTRUM_PLOT)
-    if data.active_coordinates:
+    if data._shows_tailoring:
         _active_plot(data, output_dir / ACTIVE_PLOT)
     card = data.render()
     if existing:
@@ -504,16 +524,24 @@ def _same(value: Any, default: Any) -> bool:
 
 
 def _log_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per logged step: training loss, evaluation loss and metrics, active coordinates."""
+    """One row per logged step: the training loss and its terms, evaluation loss and metrics, active coordinates.
+
+    The training loss is the weighted sum of cross-entropy and the coordinate (and eLSH) losses: each term gets its
+    own column, so that the log shows which one moves.
+    """
     rows: dict[int, dict[str, Any]] = {}
     for entry in history:
         if "train_runtime" in entry:
             continue
         row = rows.setdefault(entry.get("step", 0), {"Epoch": _format(entry.get("epoch")), "Step": entry.get("step")})
         if "loss" in entry:
-            row["Training Loss"] = _format(entry["loss"])
+            row["Training Loss (total)"] = _format(entry["loss"])
+        if "ce_loss" in entry:
+            row["Cross-Entropy"] = _format(entry["ce_loss"])
         if "tcs_loss" in entry:
             row["Coordinate Loss"] = _format(entry["tcs_loss"])
+        if "lsh_loss" in entry:
+            row["eLSH Loss"] = _format(entry["lsh_loss"])
         if "eval_loss" in entry:
             row["Validation Loss"] = _format(entry["eval_loss"])
         if "eval_accuracy" in entry:
@@ -573,6 +601,12 @@ def _format(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}"
     return str(value)
+
+
+def _label_list(names: list[str], shown: int = 5) -> str:
+    """`77 labels: activate_my_card, age_limit, ... (all in config.json's id2label)`, for the usage snippet."""
+    listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+    return f"{len(names)} labels: {listed} (id2label in config.json)"
 
 
 def _markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -30,6 +30,7 @@ from transformers import (
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .data import image_size
+from .labels import label_config
 
 __all__ = ["StudentArguments", "load_processor", "load_student", "student_source"]
 
@@ -122,11 +123,7 @@ def load_student(
             architecture takes its input size or vocabulary from it unless `config_overrides` says otherwise.
     """
     overrides = dict(config_overrides or {})
-    labels = {
-        "num_labels": len(label_names),
-        "id2label": dict(enumerate(label_names)),
-        "label2id": {name: i for i, name in enumerate(label_names)},
-    }
+    labels = label_config(label_names)
     auto_model = AutoModelForImageClassification if modality == "image" else AutoModelForSequenceClassification
     source = student_source(name_or_path)
     if source == "timm":

@@ -41,6 +41,7 @@ from .coordinates import CoordinateSystem, FeatureStatistics
 from .evaluation import load_metric
 from .features import fail_together, precompute_teacher_features, shard_bounds
 from .hub import HubPublishingError, published_card
+from .labels import name_labels
 from .losses import IGNORE_INDEX, coordinate_loss, lsh_bias, lsh_loss, lsh_projection, masked_cross_entropy
 from .model_card import TCSModelCardData, save_model_card
 from .selection import TailoringCallback
@@ -134,6 +135,7 @@ class TCSDistillationTrainer(Trainer):
         for name, dataset in eval_sets:
             if dataset is not None:
                 _check_labels(dataset, num_labels, name)
+        name_labels(model, train_dataset)  # a student without class names takes the training set's
 
         self.coordinate_system = None
         self.tcs_head = None
