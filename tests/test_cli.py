@@ -132,10 +132,12 @@ def test_help_lists_the_commands(capsys):
 def test_command_help_lists_every_argument_with_its_help(command, capsys):
     assert exit_code([command, "--help"]) == 0
     out = capsys.readouterr().out
+    used = COMMANDS[command].config_fields
     fields = [f for cls in COMMANDS[command].dataclass_types for f in dataclasses.fields(cls) if f.init]
+    fields = [f for f in fields if used is None or f.name in used or f.name not in TCSConfig.__dataclass_fields__]
     assert not [f.name for f in fields if f"--{f.name}" not in out]
     assert "--config FILE.yaml" in out
-    if command != "push":
+    if command == "distill":
         flat = " ".join(out.split())
         assert TCSConfig.__dataclass_fields__["tcs_loss_weight"].metadata["help"] in flat
         assert len(fields) > len(dataclasses.fields(DataArguments)) + 100  # TrainingArguments' fields are there
@@ -191,7 +193,7 @@ def test_config_file_sets_defaults_and_the_command_line_overrides_them(tmp_path)
     }
     path.write_text(yaml.safe_dump(values))
     parser = command_parser("distill")
-    (data, student, config), _ = parser.parse_args_and_config(["--config", str(path), "--max_steps", "2"])
+    (data, student, config, _), _ = parser.parse_args_and_config(["--config", str(path), "--max_steps", "2"])
     assert config.max_steps == 2 and config.learning_rate == 0.01 and config.output_dir == values["output_dir"]
     assert data.train_file == CIFAR10 and student.augment and student.student_config == VIT_STUDENT
 
@@ -206,7 +208,7 @@ def test_config_file_with_an_unknown_argument_is_a_one_line_error(tmp_path, caps
 def test_the_example_config_file_parses():
     config_file = Path(__file__).parent.parent / "examples" / "configs" / "cifar10_dino.yaml"
     argv = ["--config", str(config_file), "--bf16", "false", "--use_cpu"]
-    (data, student, config), _ = command_parser("distill").parse_args_and_config(argv)
+    (data, student, config, _), _ = command_parser("distill").parse_args_and_config(argv)
     assert data.dataset_name == "uoft-cs/cifar10" and student.augment and config.teacher_dtype == "bfloat16"
 
 

@@ -2,13 +2,17 @@
 
 `hf-tcs precompute`, `hf-tcs distill` and `hf-tcs push` run the jobs of `hf_tcs.jobs`. Each command's arguments are
 the fields of its dataclasses (`DataArguments`, `StudentArguments`, `TCSConfig`, ...) read by an `HfArgumentParser`,
-so `--help` lists every TCSConfig / TrainingArguments field, and `--config FILE.yaml` sets any of them (the command
-line wins). A user error prints one line, as argparse does, instead of a traceback.
+so `--help` lists every TCSConfig / TrainingArguments field a command reads, grouped (data, teacher, coordinates and
+loss, student, then transformers' training arguments), `-h` the hf_tcs ones and the common training ones, and
+`--config FILE.yaml` sets any of them (the command line wins). A user error prints one line, as argparse does, instead
+of a traceback. Logging is quiet by default (hf_tcs' own progress, warnings of the libraries); `--log_level info` or
+`debug` shows everything transformers and datasets log.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -26,7 +30,7 @@ from . import __version__
 from .config import TCSConfig
 from .data import DataArguments
 from .hub import HubPublishingError
-from .jobs import PrecomputeArguments, PushArguments, distill, precompute, push
+from .jobs import ModelCardArguments, PrecomputeArguments, PushArguments, distill, precompute, push
 from .models import StudentArguments
 
 __all__ = ["COMMANDS", "TCSArgumentParser", "command_parser", "main", "run"]
@@ -35,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 _EPILOG = """\
 Every argument of a command can also come from --config FILE.yaml; the command line overrides the file.
-`hf-tcs COMMAND --help` lists them all, with every TCSConfig / TrainingArguments field.
+`hf-tcs COMMAND -h` lists the hf_tcs arguments and the common training ones, `hf-tcs COMMAND --help` all of them.
 
 examples:
   hf-tcs precompute --dataset_name uoft-cs/cifar10 --teacher_model_name_or_path facebook/dinov2-small \\
@@ -53,7 +57,17 @@ USER_ERRORS = (ValueError, OSError, HfHubHTTPError, HubPublishingError)
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the layout of descriptions and shows every default."""
+    """Keeps the layout of descriptions, shows every default, and names each option once.
+
+    `HfArgumentParser` also accepts `--dashed-names` for every `--underscored_name`; listing both doubles the help.
+    """
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        options = [option for option in action.option_strings if "-" not in option.lstrip("-")]
+        if not options or len(options) == len(action.option_strings):
+            return super()._format_action_invocation(action)
+        shown = argparse.Action(options, action.dest, action.nargs, metavar=action.metavar)
+        return super()._format_action_invocation(shown)
 
 
 class TCSArgumentParser(HfArgumentParser):
@@ -110,7 +124,11 @@ class TCSArgumentParser(HfArgumentParser):
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: the job it runs, the dataclasses its arguments fill (in the job's order), and its help."""
+    """A subcommand: the job it runs, the dataclasses its arguments fill (in the job's order), and its help.
+
+    `config_fields`, when set, are the only `TCSConfig` fields the job reads: the others are neither listed nor
+    accepted (they keep their defaults).
+    """
 
     job: Callable[..., Any]
     dataclass_types: tuple[type, ...]
@@ -118,6 +136,17 @@ class Command:
     help: str
     usage: str = "%(prog)s [--config FILE.yaml] [options]"
     positionals: tuple[tuple[str, dict[str, str]], ...] = ()
+    config_fields: tuple[str, ...] | None = None
+
+
+# What `jobs.precompute` reads of its TCSConfig: the teacher pass, the coordinate system, where it saves and pushes,
+# seeds, device, logging and the launcher's process settings.
+_PRECOMPUTE_FIELDS = (
+    *(name for name in TCSConfig.__dataclass_fields__ if name.startswith("teacher_")),
+    *("tcs_num_components", "tcs_feature_column", "tcs_coordinate_column"),
+    *("output_dir", "push_to_hub", "hub_token", "hub_private_repo", "hub_revision", "seed", "data_seed", "use_cpu"),
+    *("log_level", "log_level_replica", "log_on_each_node", "ddp_backend", "ddp_timeout", "local_rank"),
+)
 
 
 COMMANDS = {
@@ -128,10 +157,11 @@ COMMANDS = {
         "Run the teacher once over a dataset and fit the coordinate system: save the dataset with teacher features "
         "and coordinates (save_to_disk) and the coordinate system (tcs/) to --output_dir, and push them as a Hub "
         "dataset with --push_to_hub --hub_dataset_id.",
+        config_fields=_PRECOMPUTE_FIELDS,
     ),
     "distill": Command(
         distill,
-        (DataArguments, StudentArguments, TCSConfig),
+        (DataArguments, StudentArguments, TCSConfig, ModelCardArguments),
         "the whole job: dataset, teacher pass, student, training, evaluation, save (and push)",
         "Distil a teacher into a student: load the dataset, run the teacher pass (unless the dataset has its "
         "features), build the student, train it with cross-entropy + the coordinate loss, evaluate, save the folded "
@@ -158,11 +188,107 @@ def command_parser(name: str, defaults: dict[str, Any] | None = None, **kwargs) 
     kwargs.setdefault("prog", f"hf-tcs {name}")
     kwargs.setdefault("description", command.help)
     kwargs.setdefault("usage", command.usage)
-    parser = TCSArgumentParser(command.dataclass_types, **kwargs)
+    kwargs.setdefault("epilog", _COMMAND_EPILOG)
+    parser = TCSArgumentParser(command.dataclass_types, add_help=False, **kwargs)
     for argument, options in command.positionals:
         parser.add_argument(argument, **options)
+    if command.config_fields is not None:
+        _drop_config_arguments(parser, set(command.config_fields))
+    _group_arguments(parser)
     parser.set_defaults(**(defaults or {}))
     return parser
+
+
+_COMMAND_EPILOG = (
+    "-h lists the hf_tcs arguments and the common training ones; --help lists every argument. Any of them can come "
+    "from --config FILE.yaml; the command line overrides the file."
+)
+
+# The groups of a command's help, hf_tcs' own first, and the TrainingArguments that `-h` shows too.
+_GROUPS = {
+    "data": "Which dataset, splits and columns.",
+    "teacher": "The teacher pass (skipped when the dataset already has teacher features or coordinates).",
+    "coordinates and loss": "The coordinate system, the TCS loss and tailoring.",
+    "student": "The student model and its inputs.",
+    "publishing": "Where the result goes on the Hub, and what its card says.",
+    "training": "transformers' TrainingArguments (`--help` lists all of them).",
+}
+_COMMON_TRAINING_ARGUMENTS = {
+    *("output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size", "per_device_eval_batch_size"),
+    *("learning_rate", "eval_strategy", "save_strategy", "seed", "use_cpu", "bf16", "resume_from_checkpoint"),
+    *("push_to_hub", "hub_model_id", "report_to", "log_level"),
+}
+
+
+class _HelpAction(argparse.Action):
+    """`--help` prints every argument; `-h` only hf_tcs' own and the common training ones (as `git` does)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None, full=True):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.full = full
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        hidden = []
+        if not self.full:
+            for group in parser._action_groups:
+                if group.title == "training":
+                    hidden = [a for a in group._group_actions if a.dest not in _COMMON_TRAINING_ARGUMENTS]
+        saved = [action.help for action in hidden]
+        for action in hidden:
+            action.help = argparse.SUPPRESS
+        try:
+            parser.print_help()
+        finally:
+            for action, text in zip(hidden, saved, strict=True):
+                action.help = text
+        if hidden:
+            print(f"\n{len(hidden)} more training arguments: see `{parser.prog} --help`.")
+        parser.exit()
+
+
+def _topic(dest: str, owner: type) -> str:
+    """The help group of an argument, from the dataclass that owns it and its name."""
+    if owner is DataArguments:
+        return "data"
+    if owner is StudentArguments:
+        return "student"
+    if owner is ModelCardArguments:
+        return "publishing"
+    if not issubclass(owner, TrainingArguments):
+        return "publishing"
+    if dest.startswith("teacher_"):
+        return "teacher"
+    return "coordinates and loss" if dest.startswith("tcs_") else "training"
+
+
+def _group_arguments(parser: TCSArgumentParser) -> None:
+    """Move the dataclass arguments into topic groups, in `_GROUPS`' order, after -h/--help and --config."""
+    owners = {f.name: cls for cls in parser.dataclass_types for f in dataclasses.fields(cls)}
+    groups = {title: parser.add_argument_group(title, description) for title, description in _GROUPS.items()}
+    for action in list(parser._optionals._group_actions):
+        if action.dest in owners:
+            parser._optionals._group_actions.remove(action)
+            groups[_topic(action.dest, owners[action.dest])]._group_actions.append(action)
+    parser._optionals.add_argument("-h", action=_HelpAction, full=False, help="Show the main arguments and exit.")
+    parser._optionals.add_argument("--help", action=_HelpAction, help="Show every argument and exit.")
+    # -h / --help first among the options, as argparse puts them.
+    parser._optionals._group_actions.sort(key=lambda action: not isinstance(action, _HelpAction))
+    for group in groups.values():
+        if not group._group_actions:
+            parser._action_groups.remove(group)
+
+
+def _drop_config_arguments(parser: TCSArgumentParser, keep: set[str]) -> None:
+    """Remove the TCSConfig arguments a command does not read, from its help and from what it accepts."""
+    config_fields = {f.name for f in dataclasses.fields(TCSConfig)}
+    for action in list(parser._actions):
+        if action.dest in config_fields and action.dest not in keep:
+            parser._remove_action(action)
+            for group in parser._action_groups:
+                if action in group._group_actions:
+                    group._group_actions.remove(action)
+            for option in action.option_strings:
+                parser._option_string_actions.pop(option, None)
 
 
 def _top_parser() -> TCSArgumentParser:
@@ -180,17 +306,22 @@ def _top_parser() -> TCSArgumentParser:
 
 
 def setup_logging(args: TrainingArguments) -> None:
-    """The transformers examples' logging: info on the main process, warnings only on the others."""
+    """Quiet by default: hf_tcs' own progress on the main process, and only the warnings of the libraries.
+
+    `--log_level info` (or `debug`) sets every library's level, so that the configs, cache hits and the rest that
+    transformers and datasets log come back; replicas log at `--log_level_replica` (warnings by default).
+    """
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    if args.should_log:
-        transformers.utils.logging.set_verbosity_info()
-    level = args.get_process_log_level()
-    logging.getLogger("hf_tcs").setLevel(level)
+    level = args.get_process_log_level()  # "passive": transformers' own verbosity, warnings unless set otherwise
+    chosen = args.log_level != "passive" if args.should_log else args.log_level_replica != "passive"
+    logging.getLogger("hf_tcs").setLevel(level if chosen or not args.should_log else logging.INFO)
     datasets.utils.logging.set_verbosity(level)
+    # datasets prints through a handler of its own: propagating to the root handler as well would print twice.
+    datasets.utils.logging.disable_propagation()
     transformers.utils.logging.set_verbosity(level)
 
 

@@ -12,6 +12,7 @@ writes outside the Trainer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from .models import StudentArguments, load_processor, load_student, student_sour
 from .trainer import TCSDistillationTrainer, fit_coordinate_system, load_configured_teacher
 
 __all__ = [
+    "ModelCardArguments",
     "PrecomputeArguments",
     "PushArguments",
     "build_trainer",
@@ -75,6 +77,48 @@ class PushArguments:
     def __post_init__(self):
         if not self.hub_model_id:
             raise ValueError("--hub_model_id is required: the Hub model repo to push to, e.g. my-name/my-student.")
+
+
+@dataclass
+class ModelCardArguments:
+    """What the student's model card says that the training run cannot know."""
+
+    license: str | None = field(
+        default=None,
+        metadata={"help": "License of the student, as the Hub names it (apache-2.0, mit, cc-by-4.0, ...)."},
+    )
+    reference_metrics: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Results shown next to the student's in its card, by name, as JSON, e.g. the teacher's own "
+            'linear probe: \'{"teacher + linear probe": {"accuracy": 0.93}}\'.'
+        },
+    )
+
+    def __post_init__(self):
+        if isinstance(self.reference_metrics, str):
+            try:
+                self.reference_metrics = json.loads(self.reference_metrics)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"--reference_metrics is not valid JSON ({error}): {self.reference_metrics!r}."
+                ) from error
+        references = self.reference_metrics
+        if references is not None and not (
+            isinstance(references, dict)
+            and all(
+                isinstance(metrics, dict) and all(isinstance(v, int | float) for v in metrics.values())
+                for metrics in references.values()
+            )
+        ):
+            raise ValueError(
+                f"--reference_metrics {references!r}: map each reference's name to its metrics, e.g. "
+                '\'{"teacher + linear probe": {"accuracy": 0.93}}\'.'
+            )
+
+    def card_fields(self) -> dict[str, Any]:
+        """The `TCSModelCardData` fields these arguments set."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
 
 def prepare_task(data_args: DataArguments, config: TCSConfig) -> TaskData:
@@ -216,11 +260,12 @@ def _max_length(max_length: int | None, student: Any) -> int | None:
     return min(max_length, positions)
 
 
-def train_and_save(trainer: TCSDistillationTrainer) -> dict[str, float]:
+def train_and_save(trainer: TCSDistillationTrainer, card: ModelCardArguments | None = None) -> dict[str, float]:
     """Train, evaluate, then save the folded student (with its processor, card and `tcs/`) and push it when asked.
 
-    Saving comes after evaluation so that the model card reports the evaluation. Returns the training metrics and,
-    with an evaluation split, the `eval_*` metrics.
+    Saving comes after evaluation so that the model card reports the evaluation; `card` adds what the run cannot
+    know (license, reference results). Returns the training metrics and, with an evaluation split, the `eval_*`
+    metrics.
     """
     args = trainer.args
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
@@ -233,6 +278,8 @@ def train_and_save(trainer: TCSDistillationTrainer) -> dict[str, float]:
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
     trainer.save_state()
+    if card is not None and card.card_fields():
+        trainer.create_model_card(**card.card_fields())
     if args.push_to_hub:
         trainer.push_to_hub()  # saves the model to output_dir first
     else:
@@ -240,11 +287,16 @@ def train_and_save(trainer: TCSDistillationTrainer) -> dict[str, float]:
     return metrics
 
 
-def distill(data_args: DataArguments, student_args: StudentArguments, config: TCSConfig) -> dict[str, float]:
+def distill(
+    data_args: DataArguments,
+    student_args: StudentArguments,
+    config: TCSConfig,
+    card: ModelCardArguments | None = None,
+) -> dict[str, float]:
     """The whole job: dataset, teacher pass and coordinate system, student, training, evaluation, save (and push)."""
     task = prepare_task(data_args, config)
     trainer = build_trainer(task, student_args, config, saved_coordinate_system(data_args, task, config))
-    return train_and_save(trainer)
+    return train_and_save(trainer, card)
 
 
 def precompute(
