@@ -3,13 +3,14 @@
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 from test_cli import BANKING77, BERT_STUDENT, check_image_student, image_job, text_job, training_args
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertModel
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 SCRIPTS = ("distill_image_classification.py", "distill_text_classification.py", "few_shot.py")
@@ -96,3 +97,38 @@ def test_few_shot_example_defaults_to_banking77_and_the_wheel_teacher(tmp_path, 
     coordinates = json.loads((tmp_path / "out" / "tcs" / "coordinate_system.json").read_text())
     teacher_path = sys.modules["banking77"].teacher_path  # the wheel's teacher, located as examples/banking77.py does
     assert coordinates["feature_dim"] == 384 and coordinates["metadata"]["teacher"] == str(teacher_path())
+
+
+def test_inference_cost_counts_parameters_and_takes_the_median_latency(teacher_dirs, monkeypatch):
+    cost = load_example("inference_cost.py", monkeypatch)
+    calls = []
+
+    def call():  # slow on its first (warm-up) call and on one timed call: the median ignores both
+        calls.append(None)
+        time.sleep(0.3 if len(calls) in (1, 4) else 0.01)
+
+    seconds = cost.median_latency(call, repeats=5, warmup=1)
+    assert len(calls) == 6 and 0.01 <= seconds < 0.1
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dirs["minilm"])
+    model = BertModel.from_pretrained(teacher_dirs["minilm"])
+    shapes = []
+    model.register_forward_hook(
+        lambda module, args, kwargs, output: shapes.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    texts = ["I lost my card", "How do I top up by bank transfer?", "Why was I charged a fee?"]
+    result = cost.text_inference_cost(model, tokenizer, texts, batch_sizes=(1, 4), repeats=3, warmup=1)
+    assert result.parameters == sum(p.numel() for p in model.parameters())
+    assert set(result.latency) == {1, 4} and all(seconds > 0 for seconds in result.latency.values())
+    assert shapes == [1] * 4 + [4] * 4  # warm-up + timed forwards, each at its batch size (texts repeated to fill it)
+
+    table = cost.cost_table(
+        {
+            "teacher": cost.InferenceCost(20_000_000, {1: 0.010, 64: 0.200}),
+            "student": cost.InferenceCost(5_000_000, {1: 0.004, 64: 0.050}),
+        },
+        reference="teacher",
+    )
+    assert table[0] == "| model | parameters | latency, batch 1 | latency, batch 64 |"
+    assert "| student | 5.0 M | 4.0 ms | 50.0 ms |" in table
+    assert table[-1] == "| student / teacher | 0.25 x | 0.40 x | 0.25 x |"
