@@ -6,7 +6,7 @@ STAMP := $(VENV)/.hf_tcs-installed
 # Offline by default: the demo and the tests never need the Hub.
 RUN := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/python
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo model-cards lint bench clean
 
 $(STAMP): constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(RUN) examples/demo_banking77.py
+
+# The example card in model_cards/ is the one the last `make demo` wrote (README.md and its plots).
+model-cards:
+	@test -f outputs/demo/student/README.md || { echo "No outputs/demo/student/README.md: run make demo first."; exit 1; }
+	rm -f model_cards/banking77-bert-tcs/*
+	cp outputs/demo/student/README.md outputs/demo/student/*.png model_cards/banking77-bert-tcs/
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

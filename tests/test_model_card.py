@@ -1,6 +1,7 @@
 """Model cards of distilled students: metadata, body, plots, updates of an existing README, and failure handling."""
 
 import logging
+import re
 
 import pytest
 import torch
@@ -191,3 +192,21 @@ def test_card_license_references_loss_terms_label_names_and_limitations(tmp_path
     assert "More information needed" not in card.text and "**What TCS assumes:**" in card.text
     assert "tcs_active_coordinates.png" not in card.text and not (out / "tcs_active_coordinates.png").exists()
     assert (out / "tcs_spectrum.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_the_example_card_in_model_cards_is_one_the_current_demo_writes():
+    """model_cards/ holds the card of `make demo` (`make demo && make model-cards`): it must follow today's template
+    and the demo's card fields, or it is a stale copy."""
+    from pathlib import Path
+
+    from hf_tcs.model_card import TEMPLATE_PATH
+
+    folder = Path(__file__).parent.parent / "model_cards" / "banking77-bert-tcs"
+    card = ModelCard.load(folder / "README.md")
+    headings = [line for line in TEMPLATE_PATH.read_text().splitlines() if line.startswith("#") and "{" not in line]
+    missing = [heading for heading in headings if heading not in card.text.splitlines()]
+    assert not missing, f"stale card (run `make demo && make model-cards`): it lacks {missing}"
+    assert card.data.license == "apache-2.0" and "| teacher all-MiniLM-L6-v2 + linear probe |" in card.text
+    assert "**What TCS assumes:**" in card.text
+    linked = set(re.findall(r"\]\((tcs_[\w]+\.png)\)", card.text))
+    assert linked == {path.name for path in folder.glob("*.png")}  # every plot linked is there, and no other
