@@ -187,7 +187,8 @@ def test_card_license_references_loss_terms_label_names_and_limitations(tmp_path
     )
     assert f"| {first['loss']:.4f} | {first['ce_loss']:.4f} | {first['tcs_loss']:.4f} |" in row
     # The usage snippet names the classes the student predicts (the training set's ClassLabel).
-    assert "# [{'label': 'airplane', 'score': ...}]: one of the 10 labels: airplane, automobile" in card.text
+    usage = """classifier("path/to/image.jpg")  # [{'label': 'airplane', 'score': ...}]\n# The 10 labels: airplane, """
+    assert usage in card.text
     # Limitations say what TCS assumes; a flat active-coordinates plot is left out.
     assert "More information needed" not in card.text and "**What TCS assumes:**" in card.text
     assert "tcs_active_coordinates.png" not in card.text and not (out / "tcs_active_coordinates.png").exists()

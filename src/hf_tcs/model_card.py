@@ -350,9 +350,7 @@ class TCSModelCardData:
             f"classifier({example})"
         )
         if self.label_names:
-            usage += (
-                f"  # [{{'label': '{self.label_names[0]}', 'score': ...}}]: one of the {_label_list(self.label_names)}"
-            )
+            usage += f"  # [{{'label': '{self.label_names[0]}', 'score': ...}}]\n# {_label_list(self.label_names)}"
         return usage
 
     def _coordinate_system_description(self) -> str:
@@ -603,10 +601,10 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _label_list(names: list[str], shown: int = 5) -> str:
-    """`77 labels: activate_my_card, age_limit, ... (all in config.json's id2label)`, for the usage snippet."""
+def _label_list(names: list[str], shown: int = 4) -> str:
+    """`The 77 labels: activate_my_card, age_limit, ... (config.json's id2label)`, for the usage snippet."""
     listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
-    return f"{len(names)} labels: {listed} (id2label in config.json)"
+    return f"The {len(names)} labels: {listed} (config.json's id2label)"
 
 
 def _markdown_table(rows: list[dict[str, Any]]) -> str:
