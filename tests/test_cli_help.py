@@ -1,6 +1,7 @@
 """The first screen of `hf-tcs`: grouped help (short with -h, full with --help), only the arguments a command reads,
 the model card's own flags, and quiet logging unless `--log_level` asks for more."""
 
+import dataclasses
 import json
 import os
 import re
@@ -12,7 +13,8 @@ import pytest
 from huggingface_hub import ModelCard
 from test_cli import exit_code, text_job
 
-from hf_tcs.cli import COMMANDS
+from hf_tcs import TCSConfig
+from hf_tcs.cli import COMMANDS, command_parser
 
 SRC = Path(__file__).parent.parent / "src"
 
@@ -66,7 +68,14 @@ def test_precompute_lists_and_accepts_only_what_it_uses(capsys, tmp_path):
         assert flag not in text
     assert exit_code(["precompute", "--learning_rate", "1e-3", "--output_dir", str(tmp_path)]) == 2
     assert "unrecognized arguments: --learning_rate 1e-3" in capsys.readouterr().err
-    assert set(COMMANDS["precompute"].config_fields) < set(COMMANDS["distill"].dataclass_types[2].__dataclass_fields__)
+    assert set(COMMANDS["precompute"].config_fields) < set(TCSConfig.__dataclass_fields__)
+    # The arguments it does not read keep their defaults: the config is the one TCSConfig itself would make.
+    (_, _, config), _ = command_parser("precompute").parse_args_and_config(
+        ["--output_dir", str(tmp_path), "--use_cpu"]
+    )
+    expected = TCSConfig(str(tmp_path), use_cpu=True)
+    fields = [f.name for f in dataclasses.fields(TCSConfig) if f.init]
+    assert [name for name in fields if getattr(config, name) != getattr(expected, name)] == []
 
 
 def test_distill_writes_the_license_and_references_into_the_card(teacher_dirs, tmp_path):

@@ -279,16 +279,22 @@ def _group_arguments(parser: TCSArgumentParser) -> None:
 
 
 def _drop_config_arguments(parser: TCSArgumentParser, keep: set[str]) -> None:
-    """Remove the TCSConfig arguments a command does not read, from its help and from what it accepts."""
+    """Remove the TCSConfig arguments a command does not read, from its help and from what it accepts.
+
+    They keep their defaults (as parser defaults), so that the config is still built from a complete namespace.
+    """
     config_fields = {f.name for f in dataclasses.fields(TCSConfig)}
+    defaults = {}
     for action in list(parser._actions):
         if action.dest in config_fields and action.dest not in keep:
+            defaults.setdefault(action.dest, action.default)  # the field's own action comes before its --no_ twin
             parser._remove_action(action)
             for group in parser._action_groups:
                 if action in group._group_actions:
                     group._group_actions.remove(action)
             for option in action.option_strings:
                 parser._option_string_actions.pop(option, None)
+    parser.set_defaults(**defaults)
 
 
 def _top_parser() -> TCSArgumentParser:
