@@ -62,12 +62,20 @@ def test_pushing_the_same_folder_again_says_nothing_changed(student_folder, loca
     assert "Nothing changed" in caplog.text and len(local_hub.commits("user/same")) == commits
 
 
-def test_a_failed_push_leaves_the_folder_as_it_was(student_folder, local_hub):
+@pytest.mark.parametrize("failing", ["the server", "the upload"])
+def test_a_failed_push_leaves_the_folder_as_it_was(failing, student_folder, local_hub, monkeypatch):
     push_student_to_hub(student_folder, "user/fails")
     readme = student_folder / "README.md"
     readme.write_text(readme.read_text() + "\nA later local edit.\n")
     before = snapshot(student_folder)
-    local_hub.close()
+    if failing == "the server":
+        local_hub.close()
+    else:  # the card was read and merged, then the commit is refused: the message must still be true
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("commit refused")
+
+        monkeypatch.setattr(HfApi, "upload_folder", refuse)
     with pytest.raises(HubPublishingError, match="Local files are untouched"):
         push_student_to_hub(student_folder, "user/fails")
     assert snapshot(student_folder) == before
