@@ -5,7 +5,7 @@ import json
 import datasets
 import pytest
 from huggingface_hub import ModelCard
-from test_cli import CIFAR10, main
+from test_cli import CIFAR10, VIT_STUDENT, main, training_args
 from test_trainer import make_args
 from tiny_models import make_student
 
@@ -92,5 +92,11 @@ def test_a_local_copy_of_a_hub_model_is_named_by_the_hub_id_given(teacher_dirs, 
     ]
     assert main(argv) == 0
     saved = json.loads((out / "tcs" / "coordinate_system.json").read_text())["metadata"]
-    assert saved["teacher"] == HUB_ID
+    assert saved["teacher"] == HUB_ID and saved["teacher_path"] == folder
     assert column_provenance(datasets.load_from_disk(out)["train"], "tcs_coordinates")["teacher"] == HUB_ID
+    # Distil from it offline: the student (an architecture) takes the processor of the local copy, not the Hub's.
+    student = tmp_path / "student"
+    argv = ["distill", "--dataset_name", str(out), "--student_model_name_or_path", "vit"]
+    assert main([*argv, "--student_config", json.dumps(VIT_STUDENT), *training_args(student)]) == 0
+    card = ModelCard.load(student / "README.md")
+    assert card.data.distillation_teacher == HUB_ID and "a local folder" not in card.text

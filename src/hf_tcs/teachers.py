@@ -107,10 +107,12 @@ class Teacher:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able identity of the teacher, recorded as provenance next to features and coordinate systems.
 
-        `teacher` is the Hub id when one is known (`load_teacher(folder, hub_id=...)` for a local copy), else the name
-        or path the teacher was loaded from.
+        `teacher` is the Hub id when one is known (`load_teacher(folder, hub_id=...)` for a local copy; the folder is
+        then `teacher_path`), else the name or path the teacher was loaded from.
         """
+        local_copy = {"teacher_path": self.name_or_path} if self.hub_id and self.hub_id != self.name_or_path else {}
         return {
+            **local_copy,
             "teacher": self.hub_id or self.name_or_path,
             "teacher_revision": self.revision,
             "teacher_backend": self.backend,
