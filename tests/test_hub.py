@@ -180,7 +180,12 @@ def test_push_features_to_hub_round_trip(banking77_sample, teacher_dirs, local_h
     published = CoordinateSystem.from_pretrained("user/banking77-minilm", subfolder="tcs", repo_type="dataset")
     np.testing.assert_array_equal(published.components, coordinate_system.components)
 
+    # The feature column carries its teacher: no `teacher=` needed.
+    push_features_to_hub(splits["test"], "user/from-the-column")
+    card = DatasetCard.load("user/from-the-column", repo_type="dataset")
+    assert card.data.distillation_teacher == "minilm" and teacher.fingerprint in card.text
+    anonymous = datasets.Dataset.from_dict(splits["test"].to_dict())  # plain lists: the provenance is gone
     with pytest.raises(ValueError, match="records the teacher"):
-        push_features_to_hub(splits, "user/anonymous")
+        push_features_to_hub(anonymous, "user/anonymous")
     with pytest.raises(ValueError, match="no 'teacher_features' column"):
         push_features_to_hub(banking77_sample, "user/raw", teacher=teacher)

@@ -27,7 +27,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from transformers import HfArgumentParser, TrainingArguments
 
 from . import __version__
-from .config import TCSConfig
+from .config import TCSConfig, count_or_share
 from .data import DataArguments
 from .hub import HubPublishingError
 from .jobs import ModelCardArguments, PrecomputeArguments, PushArguments, distill, precompute, push
@@ -76,9 +76,17 @@ class TCSArgumentParser(HfArgumentParser):
     The YAML file maps argument names to values and sets the defaults; the command line overrides them.
     """
 
+    # Fields whose command-line value needs hf_tcs' own reading (HfArgumentParser would read "1" as the float 1.0).
+    _FIELD_TYPES = {"tcs_num_components": count_or_share}
+
     def __init__(self, dataclass_types=None, **kwargs):
         kwargs.setdefault("formatter_class", _HelpFormatter)
+        # argparse would read `--max_train_sample 5` as `--max_train_samples 5` without a word.
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(dataclass_types, **kwargs)
+        for action in self._actions:
+            if action.dest in self._FIELD_TYPES:
+                action.type = _argument_type(self._FIELD_TYPES[action.dest])
         if self.dataclass_types:
             self.add_argument(
                 "--config",
@@ -100,10 +108,13 @@ class TCSArgumentParser(HfArgumentParser):
         if known.config:
             self.set_defaults(**self._read_config(known.config))
         # Unknown arguments first: they usually explain why a dataclass would reject the others.
-        _, remaining = self.parse_known_args(args)
+        namespace, remaining = self.parse_known_args(args)
         if remaining:
             self.error(f"unrecognized arguments: {' '.join(remaining)}")
         outputs = self.parse_args_into_dataclasses(args, look_for_args_file=False)
+        if getattr(namespace, "output_dir", "") is None:
+            # TrainingArguments would write to ./trainer_output, where the next job would mix its files in.
+            self.error("--output_dir is required: the folder this job writes its results to")
         count = len(self.dataclass_types)
         extra = vars(outputs[count]) if len(outputs) > count else {}
         extra.pop("config", None)
@@ -112,14 +123,61 @@ class TCSArgumentParser(HfArgumentParser):
     def _read_config(self, path: str) -> dict[str, Any]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--config {path}: no such file.")
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        try:
+            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or error
+            raise ValueError(f"--config {path} is not valid YAML{where}: {problem}.") from None
         if not isinstance(values, dict):
             raise ValueError(f"--config {path} must hold a mapping of argument names to values.")
-        known = {action.dest for action in self._actions} - {"help", "config"}
-        unknown = sorted(set(values) - known)
+        actions = {action.dest: action for action in self._actions if action.dest not in ("help", "config")}
+        unknown = sorted(set(values) - set(actions))
         if unknown:
             raise ValueError(f"--config {path} sets unknown arguments {unknown}: see `{self.prog} --help`.")
-        return values
+        return {key: _config_value(path, key, value, actions[key]) for key, value in values.items()}
+
+
+def _argument_type(read: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`read` as an argparse type: its ValueError message is shown as it is, not as "invalid <read> value"."""
+
+    def convert(text: str) -> Any:
+        try:
+            return read(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = read.__name__
+    return convert
+
+
+def _config_value(path: str, key: str, value: Any, action: argparse.Action) -> Any:
+    """A YAML value checked (and read) as the command line would read it: a wrong type names the file and key.
+
+    argparse never converts a non-string default, so without this a list for a float field, or a string for a number,
+    would reach the dataclass (or the job) as it is.
+    """
+    convert = action.type
+    if value is None or convert is None or convert is str:
+        return value  # free text (str fields, and the str-or-dict fields TrainingArguments reads itself)
+    items = value if action.nargs in ("+", "*") and isinstance(value, list) else [value]
+    try:
+        for item in items:
+            if isinstance(item, dict | list):
+                raise ValueError("a mapping or a list")
+            if isinstance(item, bool) and convert in (int, float):
+                raise ValueError("a boolean")
+            if convert is int and isinstance(item, float) and not item.is_integer():
+                raise ValueError("not a whole number")
+        converted = [convert(item) for item in items]
+        if action.choices is not None and any(item not in action.choices for item in converted):
+            raise ValueError(f"use one of {list(action.choices)}")
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+        expected = {int: "an integer", float: "a number"}.get(convert, "valid")
+        message = f"--config {path}: {key}: {value!r} is not {expected} ({error}); fix it in the file."
+        raise ValueError(message) from None
+    return converted if isinstance(value, list) else converted[0]
 
 
 @dataclass(frozen=True)
@@ -307,7 +365,7 @@ def _top_parser() -> TCSArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
     for name, command in COMMANDS.items():
-        commands.add_parser(name, help=command.summary, add_help=False)
+        commands.add_parser(name, help=command.summary, add_help=False, allow_abbrev=False)
     return parser
 
 

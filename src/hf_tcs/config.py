@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-__all__ = ["TCSConfig"]
+__all__ = ["TCSConfig", "count_or_share"]
 
 _TARGET_SCALINGS = ("global", "none", "standardize")
 _SELECTION_STRATEGIES = ("no", "epoch", "steps")
@@ -28,6 +30,10 @@ class TCSConfig(TrainingArguments):
             on its own shard of the training set.
         teacher_revision (`str` or `None`, *optional*, defaults to `None`):
             Hub revision (branch, tag or commit) of the teacher.
+        teacher_hub_id (`str` or `None`, *optional*, defaults to `None`):
+            When `teacher_model_name_or_path` is a local copy of a Hub model: its Hub id (`namespace/name`), recorded
+            as the teacher in the coordinate system and the model card instead of the folder (see
+            `load_teacher(hub_id=...)`).
         teacher_pooling (`str`, *optional*, defaults to `"auto"`):
             How the teacher's feature is read; see `hf_tcs.load_teacher`.
         teacher_input_column (`str` or `None`, *optional*, defaults to `None`):
@@ -41,9 +47,10 @@ class TCSConfig(TrainingArguments):
 
         > Parameters that control the coordinate system
 
-        tcs_num_components (`float` or `None`, *optional*, defaults to `0.95`):
-            Coordinates kept from the teacher's PCA: a share of explained variance when in (0, 1], a count when
-            greater than 1, all of them when `None`.
+        tcs_num_components (`int`, `float` or `None`, *optional*, defaults to `0.95`):
+            Coordinates kept from the teacher's PCA: an int is a count (`1`, `64`), a float in (0, 1) a share of
+            explained variance (`0.95`), `None` keeps all of them. The same rule holds in Python, in a YAML config and
+            on the command line (`--tcs_num_components 1` is one coordinate); `1.0` is refused as ambiguous.
         tcs_target_scaling (`str`, *optional*, defaults to `"global"`):
             How the teacher coordinates are scaled into targets: `"global"` (one scalar making the mean variance
             over all D components 1; the spectrum is kept), `"none"` (literal coordinates) or `"standardize"` (each
@@ -91,6 +98,13 @@ class TCSConfig(TrainingArguments):
         },
     )
     teacher_revision: str | None = field(default=None, metadata={"help": "Hub revision of the teacher."})
+    teacher_hub_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id (namespace/name) of which the local teacher folder is a copy: the model card and the "
+            "coordinate system name the teacher by it instead of by the folder."
+        },
+    )
     teacher_pooling: str = field(
         default="auto", metadata={"help": "Teacher pooling: auto, cls, mean, pooler (vision), max (text)."}
     )
@@ -106,7 +120,8 @@ class TCSConfig(TrainingArguments):
     tcs_num_components: float | None = field(
         default=0.95,
         metadata={
-            "help": "Coordinates kept: a share of explained variance in (0, 1], a count above 1, or all when unset."
+            "help": "Coordinates kept: an int is a count (1, 64), a float in (0, 1) a share of explained variance "
+            "(0.95), 'all' keeps every one; 1.0 is refused as ambiguous."
         },
     )
     tcs_target_scaling: str = field(
@@ -145,12 +160,11 @@ class TCSConfig(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        k = self.tcs_num_components
-        if k is not None and (k <= 0 or (k > 1 and k != int(k))):
-            raise ValueError(
-                f"tcs_num_components={k}: use a share of explained variance in (0, 1], a whole count above 1, "
-                "or None for all components."
-            )
+        self.tcs_num_components = count_or_share(self.tcs_num_components)
+        for name in ("tcs_loss_weight", "tcs_lsh_weight", "tcs_drop_ratio", "tcs_selection_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name}={value!r}: use a finite number.")
         for name, allowed in (
             ("tcs_target_scaling", _TARGET_SCALINGS),
             ("tcs_selection_strategy", _SELECTION_STRATEGIES),
@@ -166,6 +180,14 @@ class TCSConfig(TrainingArguments):
             raise ValueError(f"tcs_drop_ratio={self.tcs_drop_ratio}: use a share in (0, 1), e.g. 0.2.")
         if self.tcs_min_components < 1:
             raise ValueError(f"tcs_min_components={self.tcs_min_components}: keep at least 1 coordinate.")
+        k = self.tcs_num_components
+        tailoring = self.tcs_selection_strategy != "no" and self.tcs_selection_rounds > 0
+        if tailoring and isinstance(k, int) and self.tcs_min_components > k:
+            raise ValueError(
+                f"tcs_min_components={self.tcs_min_components} is above tcs_num_components={k}: tailoring could never "
+                f"drop a coordinate. Lower tcs_min_components below {k}, keep more components, or set "
+                "tcs_selection_strategy='no'."
+            )
         if self.tcs_selection_rounds < 0:
             raise ValueError(f"tcs_selection_rounds={self.tcs_selection_rounds}: use 0 or more.")
         steps = self.tcs_selection_steps
@@ -175,3 +197,46 @@ class TCSConfig(TrainingArguments):
             )
         if self.tcs_lsh_bits is not None and self.tcs_lsh_bits < 1:
             raise ValueError(f"tcs_lsh_bits={self.tcs_lsh_bits}: use a positive number of hash bits, or None.")
+
+
+def count_or_share(value: int | float | str | None) -> int | float | None:
+    """Read `tcs_num_components` by one rule on every route (Python, YAML, command line).
+
+    An int (or a string of one: `"64"`) is a count of coordinates; a float in (0, 1) is a share of explained
+    variance; a whole float above 1 (`64.0`) is a count; `None`, `"all"` or `"none"` keep every coordinate. `1.0` is
+    refused: it reads as both 1 coordinate and 100 % of the variance.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("all", "none"):
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(
+                    f"tcs_num_components={value!r}: use an int count (e.g. 64), a share in (0, 1) (e.g. 0.95), or "
+                    "'all'."
+                ) from None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"tcs_num_components={value!r}: use an int count, a float share in (0, 1), or None for all.")
+    if isinstance(value, numbers.Integral):
+        if value < 1:
+            raise ValueError(f"tcs_num_components={value}: a count must be at least 1 (or use None for all).")
+        return int(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"tcs_num_components={value}: use an int count, a float share in (0, 1), or None for all.")
+    if value == 1:
+        raise ValueError(
+            "tcs_num_components=1.0 is ambiguous (1 coordinate, or 100 % of the variance?): pass the int 1 for one "
+            "coordinate, or None ('all') to keep every coordinate."
+        )
+    if value > 1:
+        if value != int(value):
+            raise ValueError(f"tcs_num_components={value}: a count must be a whole number; a share must be in (0, 1).")
+        return int(value)
+    return float(value)

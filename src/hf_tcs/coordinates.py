@@ -25,7 +25,7 @@ import safetensors.numpy
 import torch
 from datasets.fingerprint import Hasher
 
-from .features import DEFAULT_FEATURE_COLUMN
+from .features import DEFAULT_FEATURE_COLUMN, column_provenance, float32_column
 
 __all__ = ["CoordinateSystem", "FeatureStatistics"]
 
@@ -240,6 +240,7 @@ class CoordinateSystem:
         if isinstance(features, datasets.Dataset):
             # Provenance the caller would otherwise have to collect by hand; explicit metadata wins.
             metadata = {
+                **column_provenance(features, feature_column),  # the teacher, when hf_tcs made the column
                 "dataset_fingerprint": features._fingerprint,
                 "feature_column": feature_column,
                 **(metadata or {}),
@@ -452,7 +453,9 @@ class CoordinateSystem:
         if standardize:
             self._standardizable_eigenvalues()
         features = dataset.features.copy()
-        features[output_column] = datasets.List(datasets.Value("float32"), length=self.num_components)
+        # The column records which coordinate system made it, so that a trainer given another one can tell.
+        provenance = {**self._metadata, "coordinate_system": self.fingerprint, "num_components": self.num_components}
+        features[output_column] = float32_column(self.num_components, provenance)
         if not keep_features:
             del features[feature_column]
         options = {
@@ -479,6 +482,16 @@ class CoordinateSystem:
         return result.with_format(
             fmt["type"], columns=columns, output_all_columns=fmt["output_all_columns"], **fmt["format_kwargs"]
         )
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of what defines this coordinate system: the fitted statistics (saved exactly) and k."""
+        hasher = Hasher()
+        statistics = self._statistics
+        for array in (statistics.mean, statistics.scatter):
+            hasher.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        hasher.update({"num_examples": statistics.num_examples, "num_components": self.num_components})
+        return hasher.hexdigest()
 
     def _fingerprint(self, dataset_fingerprint: str, options: dict[str, Any]) -> str:
         from . import __version__

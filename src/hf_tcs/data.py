@@ -114,11 +114,26 @@ def load_task_data(args: DataArguments, *, seed: int = 42, input_column: str | N
     eval_split = _resolve_eval_split(splits, args.eval_split, args.train_split)
     splits = datasets.DatasetDict({name: splits[name] for name in (args.train_split, eval_split) if name})
     splits, label_names = encode_labels(splits, args.label_column)
+    column, modality = find_input_column(splits[args.train_split], input_column)
+    if modality == "text":
+        for name, split in splits.items():
+            check_texts(split, column, name)
     for name, limit in ((args.train_split, args.max_train_samples), (eval_split, args.max_eval_samples)):
         if name and limit is not None and limit < len(splits[name]):
             splits[name] = splits[name].shuffle(seed=seed).select(range(limit))
-    column, modality = find_input_column(splits[args.train_split], input_column)
     return TaskData(splits, args.train_split, eval_split, column, modality, label_names)
+
+
+def check_texts(dataset: datasets.Dataset, column: str, split: str) -> None:
+    """Every row of a text split must hold a non-empty text: the student's tokenizer would fail on None with a
+    traceback, and an empty text trains (or scores) on nothing but special tokens."""
+    for row, text in enumerate(dataset[column]):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f"Row {row} of the {split!r} split has {'an empty' if isinstance(text, str) else 'no'} text in column "
+                f"{column!r} ({text!r}): fill or drop the rows without text (e.g. "
+                f"`dataset.filter(lambda example: bool(example[{column!r}]))`) and run again."
+            )
 
 
 def _load_splits(args: DataArguments) -> datasets.DatasetDict:

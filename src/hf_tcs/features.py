@@ -13,6 +13,7 @@ give it. An error on one process is raised on every process instead of leaving t
 from __future__ import annotations
 
 import io
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,9 +30,12 @@ from PIL import Image
 from . import __version__
 from .teachers import Teacher, load_teacher
 
-__all__ = ["precompute_teacher_features"]
+__all__ = ["column_provenance", "precompute_teacher_features"]
 
 DEFAULT_FEATURE_COLUMN = "teacher_features"
+# Where a column's provenance lives: the `id` of its float32 value type, which datasets keeps through map, select,
+# filter, shuffle, concatenation, save_to_disk / load_from_disk and Parquet (push_to_hub / load_dataset).
+_PROVENANCE_KEY = "hf_tcs"
 _TEXT_COLUMN_NAMES = ("text", "sentence", "sentence1", "content", "query")
 _STRING_TYPES = ("string", "large_string")
 # How `Dataset.map(num_proc=n)` names the cache files of its shards: a later single-process `map` with the same
@@ -122,7 +126,9 @@ def precompute_teacher_features(
     # Images are decoded by us, not by datasets, so that a broken file is reported with its row number.
     source = dataset.cast_column(input_column, datasets.Image(decode=False)) if is_image else dataset
     new_features = source.features.copy()
-    new_features[output_column] = datasets.List(datasets.Value("float32"), length=teacher.feature_dim)
+    # The teacher alone, nothing of this split: every split (and pool) of one teacher gets the same type.
+    provenance = {**teacher.to_dict(), "teacher_fingerprint": teacher.fingerprint}
+    new_features[output_column] = float32_column(teacher.feature_dim, provenance)
 
     def encode(values: list[Any], indices: list[int], row_offset: int = 0) -> dict[str, np.ndarray]:
         # A shard's indices start at 0: errors name rows of the whole dataset.
@@ -210,6 +216,25 @@ def _sharded_map(
     # What `map` does to a cached result: it is the dataset a single-process pass gives, so it gets its fingerprint.
     result._fingerprint = fingerprint
     return result
+
+
+def float32_column(length: int, provenance: dict[str, Any]) -> datasets.List:
+    """The type of a fixed-length float32 column that carries its provenance (see `column_provenance`)."""
+    record = json.dumps({_PROVENANCE_KEY: provenance}, sort_keys=True, default=str)
+    return datasets.List(datasets.Value("float32", id=record), length=length)
+
+
+def column_provenance(dataset: datasets.Dataset, column: str) -> dict[str, Any]:
+    """What hf_tcs recorded about the column that it made: for teacher features the teacher's identity (`teacher`,
+    `teacher_revision`, `pooling`, ..., `teacher_fingerprint`), for coordinates also the `coordinate_system` that
+    projected them. Empty for a column hf_tcs did not make (or one rebuilt from plain Python lists or pandas)."""
+    feature = dataset.features.get(column) if isinstance(dataset, datasets.Dataset) else None
+    record = getattr(getattr(feature, "feature", None), "id", None)
+    try:
+        provenance = json.loads(record).get(_PROVENANCE_KEY) if record else None
+    except (json.JSONDecodeError, AttributeError):
+        provenance = None
+    return provenance if isinstance(provenance, dict) else {}
 
 
 def shard_bounds(num_rows: int, num_shards: int, index: int) -> tuple[int, int]:

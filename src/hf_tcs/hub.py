@@ -5,13 +5,18 @@ written earlier by `trainer.save_model` (what `hf-tcs push` does). `push_feature
 itself (features, and the coordinate system in `tcs/`) with a dataset card recording the teacher and the fingerprint,
 so that others distil from it without running the teacher.
 
-Both update the card already on the Hub instead of replacing it (user edits outside hf_tcs' section survive), and a
-failure raises `HubPublishingError` saying which step failed; nothing local is deleted or left half-written.
+Both update the card already on the Hub instead of replacing it (user edits outside hf_tcs' section survive, those
+made on the Hub and those made in the local README alike), and a failure raises `HubPublishingError` saying which step
+failed. What is uploaded is staged in a temporary directory (as timm's `push_to_hf_hub` does): the user's folder is
+only ever read.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +28,16 @@ from huggingface_hub import DatasetCard, DatasetCardData, HfApi, ModelCard
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 from .coordinates import CoordinateSystem
-from .features import DEFAULT_FEATURE_COLUMN
-from .model_card import CITATION, GENERATED_END, GENERATED_START, merge_card, teacher_family, teacher_id
+from .features import DEFAULT_FEATURE_COLUMN, column_provenance
+from .model_card import (
+    CITATION,
+    GENERATED_END,
+    GENERATED_START,
+    merge_card,
+    merge_user_text,
+    teacher_family,
+    teacher_id,
+)
 from .teachers import Teacher
 
 __all__ = ["HubPublishingError", "published_card", "push_features_to_hub", "push_student_to_hub"]
@@ -33,9 +46,11 @@ _DATASET_TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
 # What Trainer.push_to_hub leaves out of an output folder too: private files and checkpoints.
 _IGNORE_PATTERNS = ["_*", "checkpoint-*"]
 
+logger = logging.getLogger(__name__)
+
 
 class HubPublishingError(RuntimeError):
-    """A push to the Hub failed; the message names the step, the repo and what to do. Local files are untouched."""
+    """A push to the Hub failed; the message names the step, the repo and what to do."""
 
 
 def published_card(
@@ -60,8 +75,12 @@ def push_student_to_hub(
 ):
     """Upload a student saved by `TCSDistillationTrainer.save_model` (folded model, processor, card, plots, `tcs/`).
 
-    The card on the Hub, if any, keeps its text outside hf_tcs' section; the local README is updated to what was
-    published. Returns the `CommitInfo`.
+    The uploaded card is the local README.md merged with the one on the Hub, if any: hf_tcs' section and metadata
+    from the local card, and the user text of both (nothing written on either side is lost). The upload is staged in a
+    temporary directory; `folder` is never written to.
+
+    Returns the `CommitInfo` of the new commit, or None when the Hub repo already held exactly these files (nothing
+    changed, no commit was made; a warning says so).
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -75,18 +94,58 @@ def push_student_to_hub(
     readme = folder / "README.md"
     with _step("read the published model card", repo_id):
         published = published_card(repo_id, revision=revision, token=token)
-    if published is not None and readme.is_file():
-        merged = merge_card(published, ModelCard(readme.read_text(encoding="utf-8")))
-        readme.write_text(str(merged), encoding="utf-8")
-    with _step(f"upload {folder}", repo_id):
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            commit_message=commit_message or "Upload student distilled with hf_tcs",
-            token=token,
-            revision=revision,
-            ignore_patterns=_IGNORE_PATTERNS,
+        head = _head_commit(api, repo_id, revision, token)
+    with tempfile.TemporaryDirectory(prefix="hf_tcs-push-") as staging:
+        _stage(folder, Path(staging))
+        if readme.is_file():
+            local = readme.read_text(encoding="utf-8")
+            # Merged even with no card on the Hub yet: the same folder pushed twice then uploads the same text.
+            base = local if published is None else published
+            merged = merge_user_text(merge_card(base, ModelCard(local)), local)
+            (Path(staging) / "README.md").unlink()  # a hard link to the user's README: never write through it
+            (Path(staging) / "README.md").write_text(str(merged), encoding="utf-8")
+        with _step(f"upload {folder}", repo_id):
+            commit = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=staging,
+                commit_message=commit_message or "Upload student distilled with hf_tcs",
+                token=token,
+                revision=revision,
+                ignore_patterns=_IGNORE_PATTERNS,
+            )
+    if head is not None and commit.oid == head:
+        logger.warning(
+            f"Nothing changed: the Hub repo {repo_id!r} already holds these files (commit {head}); no commit was made."
         )
+        return None
+    logger.info(f"Pushed {folder} to {commit.commit_url}")
+    return commit
+
+
+def _head_commit(api: HfApi, repo_id: str, revision: str | None, token: str | None) -> str | None:
+    """The commit the revision points at, or None for a branch that does not exist yet."""
+    try:
+        return api.repo_info(repo_id, revision=revision, token=token).sha
+    except RevisionNotFoundError:
+        return None
+
+
+def _stage(folder: Path, staging: Path) -> None:
+    """Put what is published of `folder` into `staging`: hard links where the filesystem allows (no copy of the
+    weights), copies elsewhere; private files and checkpoints are left out, as `upload_folder` would."""
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        if Path(directory) != folder:
+            return []
+        return [name for name in names if any(fnmatch.fnmatch(name, pattern) for pattern in _IGNORE_PATTERNS)]
+
+    def link_or_copy(source: str, destination: str) -> None:
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copy2(source, destination)
+
+    shutil.copytree(folder, staging, ignore=ignore, copy_function=link_or_copy, dirs_exist_ok=True)
 
 
 def push_features_to_hub(
@@ -129,6 +188,8 @@ def push_features_to_hub(
     teacher_info = teacher.to_dict() if isinstance(teacher, Teacher) else dict(teacher or {})
     if not teacher_info and coordinate_system is not None:
         teacher_info = {key: value for key, value in coordinate_system.metadata.items() if key.startswith("teacher")}
+    if not teacher_info.get("teacher"):  # what the teacher pass recorded in the feature column itself
+        teacher_info = column_provenance(next(iter(splits.values())), feature_column)
     if not teacher_info.get("teacher"):
         raise ValueError(
             "push_features_to_hub records the teacher in the dataset card, and none was given: pass `teacher=` (the "
@@ -183,7 +244,15 @@ def _dataset_card(
     tags = ["hf_tcs", "knowledge-distillation", "tcs", "teacher-features"] + ([f"teacher-{family}"] if family else [])
     teacher_rows = [("Teacher", teacher_id(teacher["teacher"]))] + [
         (name.removeprefix("teacher_").replace("_", " ").capitalize(), teacher[name])
-        for name in ("teacher_revision", "teacher_class", "teacher_backend", "pooling", "normalize", "feature_dim")
+        for name in (
+            "teacher_revision",
+            "teacher_class",
+            "teacher_backend",
+            "pooling",
+            "normalize",
+            "feature_dim",
+            "teacher_fingerprint",
+        )
         if teacher.get(name) is not None
     ]
     teacher_rows.append(("Feature column", f"`{feature_column}` (float32)"))

@@ -246,7 +246,10 @@ def _processor_source(
     if config.teacher_model_name_or_path:
         return config.teacher_model_name_or_path, config.teacher_revision
     if coordinate_system is not None and coordinate_system.metadata.get("teacher"):
-        return coordinate_system.metadata["teacher"], coordinate_system.metadata.get("teacher_revision")
+        metadata = coordinate_system.metadata
+        local_copy = metadata.get("teacher_path")  # a local copy of the Hub teacher (`--teacher_hub_id`)
+        name = local_copy if local_copy and Path(local_copy).is_dir() else metadata["teacher"]
+        return name, metadata.get("teacher_revision")
     raise ValueError(
         f"The student {student!r} is built from an architecture and has no processor of its own: pass "
         "--processor_name_or_path (or --teacher_model_name_or_path, whose processor is then used)."

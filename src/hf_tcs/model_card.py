@@ -32,7 +32,7 @@ from transformers.trainer_pt_utils import AcceleratorConfig
 
 from .student import get_tcs_head
 
-__all__ = ["TCSModelCardData", "save_model_card"]
+__all__ = ["TCSModelCardData", "merge_user_text", "save_model_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -324,11 +324,16 @@ class TCSModelCardData:
         name = self._teacher_name()
         if name is None:
             return "not recorded (the coordinate system was built without teacher provenance)"
+        local = teacher_id(self.teacher["teacher"]) != self.teacher["teacher"].removeprefix("hf-hub:")
         details = [
+            "a local folder; its Hub id was not given (`load_teacher(folder, hub_id=...)`, `--teacher_hub_id`)"
+            if local
+            else None,
             f"revision `{self.teacher['teacher_revision']}`" if self.teacher.get("teacher_revision") else None,
             f"`{self.teacher['teacher_class']}`" if self.teacher.get("teacher_class") else None,
             f"{self.teacher['pooling']} pooling" if self.teacher.get("pooling") else None,
             f"{self.feature_dim}-d features" if self.feature_dim else None,
+            f"fingerprint `{fingerprint}`" if (fingerprint := self.teacher.get("teacher_fingerprint")) else None,
         ]
         details = [detail for detail in details if detail]
         return name + (f" ({', '.join(details)})" if details else "")
@@ -401,13 +406,14 @@ def save_model_card(data: TCSModelCardData, output_dir: str | os.PathLike, exist
 
     `existing` is the text of the card already published (e.g. the Hub's README); when not given, an existing
     `output_dir/README.md` is used. Either way that card is updated, not overwritten: hf_tcs replaces its own section
-    and metadata keys and keeps everything else.
+    and metadata keys and keeps everything else, and the user text of a local README is added to a published one.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     readme = output_dir / "README.md"
-    if existing is None and readme.is_file():
-        existing = readme.read_text(encoding="utf-8")
+    local = readme.read_text(encoding="utf-8") if readme.is_file() else None
+    if existing is None:
+        existing, local = local, None
     if data.eigenvalues:
         _spectrum_plot(data, output_dir / SPECTRUM_PLOT)
     if data._shows_tailoring:
@@ -415,8 +421,46 @@ def save_model_card(data: TCSModelCardData, output_dir: str | os.PathLike, exist
     card = data.render()
     if existing:
         card = merge_card(existing, card)
+    if local is not None:
+        card = merge_user_text(card, local)  # edits of the local README survive next to those made on the Hub
     card.save(readme)
     return card
+
+
+def merge_user_text(card: RepoCard, other: str) -> RepoCard:
+    """`card` with the user text (outside hf_tcs' section) of another version of it, `other`, added: nothing of
+    either is lost.
+
+    Above and below the section, the paragraphs of `other` that `card` lacks are appended to `card`'s own, in order
+    (a paragraph edited in both versions appears in both forms); the template's placeholders ("More information
+    needed.") are no user text and are not added. Metadata and hf_tcs' section stay `card`'s.
+    """
+    text = card.text
+    if GENERATED_START not in text or GENERATED_END not in text:
+        return card
+    other_body = type(card)(other, ignore_metadata_errors=True).text
+    if GENERATED_START in other_body and GENERATED_END in other_body:
+        other_above = other_body[: other_body.index(GENERATED_START)]
+        other_below = other_body[other_body.index(GENERATED_END) + len(GENERATED_END) :]
+    else:
+        other_above, other_below = "", other_body
+    start, end = text.index(GENERATED_START), text.index(GENERATED_END) + len(GENERATED_END)
+    above = _union_paragraphs(text[:start], other_above)
+    below = _union_paragraphs(text[end:], other_below)
+    merged = (f"\n{above}\n\n" if above else "\n") + text[start:end] + (f"\n\n{below}\n" if below else "\n")
+    return type(card)(f"---\n{card.data.to_yaml()}\n---\n{merged}")
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [block.strip() for block in re.split(r"\n\s*\n", text) if block.strip()]
+
+
+def _union_paragraphs(text: str, other: str) -> str:
+    template = TEMPLATE_PATH.read_text(encoding="utf-8")
+    placeholders = set(_paragraphs(template[template.index("{{ generated_end }}") :]))
+    paragraphs = _paragraphs(text)
+    paragraphs += [block for block in _paragraphs(other) if block not in paragraphs and block not in placeholders]
+    return "\n\n".join(paragraphs)
 
 
 def merge_card(existing: str, generated: RepoCard) -> RepoCard:

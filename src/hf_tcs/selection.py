@@ -12,12 +12,15 @@ the head, so a run resumed from a checkpoint makes exactly the same choices as a
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 from transformers import TrainerCallback
 
 from .student import TCSHead
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["TailoringCallback", "select_coordinates"]
 
@@ -62,6 +65,12 @@ class TailoringCallback(TrainerCallback):
         self.drop_ratio = drop_ratio
         self.min_components = min_components
         self.interval = None
+        if head.num_coordinates <= min_components:
+            logger.warning(
+                f"Tailoring is on but cannot drop anything: the coordinate system keeps {head.num_coordinates} "
+                f"coordinates and tcs_min_components={min_components} keeps at least that many. Lower "
+                "tcs_min_components, keep more components (tcs_num_components), or set tcs_selection_strategy='no'."
+            )
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.strategy == "steps":

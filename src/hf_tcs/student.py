@@ -19,6 +19,7 @@ from torch import nn
 __all__ = [
     "TCSHead",
     "attach_tcs_head",
+    "check_student",
     "find_classifier",
     "fold_tcs_head",
     "folded_tcs_head",
@@ -26,8 +27,15 @@ __all__ = [
     "student_coordinates",
 ]
 
-# Attributes under which HF classification models keep their head; searched before the whole model.
-_CLASSIFIER_ROOTS = ("classifier", "score")
+# Attributes under which HF classification models keep their head (XLNet: logits_proj; BART, T5:
+# classification_head). Only these are searched: any other Linear of the right width (a bare encoder's pooler, a
+# projection) is not a classifier, however well its shape fits.
+_CLASSIFIER_ROOTS = ("classifier", "score", "classification_head", "logits_proj")
+_SUPPORTED_STUDENTS = (
+    "hf_tcs trains classification models: a transformers `*ForImageClassification` or `*ForSequenceClassification` "
+    "model, or a timm model through `TimmWrapperForImageClassification`, whose final classifier (`classifier`, "
+    "`score`, ...) is an nn.Linear(d, num_labels)"
+)
 
 
 class TCSHead(nn.Module):
@@ -156,9 +164,10 @@ def find_classifier(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     """Locate the final ``nn.Linear(d_s -> num_labels)`` of a classification model.
 
     Searches, in order, the timm head of ``TimmWrapper*`` models (``timm_model.get_classifier()``, e.g. ``fc``,
-    ``head`` or ``head.fc``), then ``classifier`` / ``score`` (covering ``classifier.1`` and ``classifier.out_proj``),
-    then the whole model; within each, the last ``nn.Linear`` in registration order whose ``out_features`` equals
-    ``model.config.num_labels`` (any width if the model has no config).
+    ``head`` or ``head.fc``), then ``classifier`` / ``score`` / ``classification_head`` / ``logits_proj`` (covering
+    ``classifier.1`` and ``classifier.out_proj``); within each, the last ``nn.Linear`` in registration order whose
+    ``out_features`` equals ``model.config.num_labels`` (any width if the model has no config). Never the rest of the
+    model: a bare encoder (``ViTModel``) has no classifier, even when a layer of it has the right width.
 
     Returns:
         ``(parent, attribute_name, linear)`` with ``getattr(parent, attribute_name) is linear``.
@@ -170,7 +179,7 @@ def find_classifier(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
             "`fold_tcs_head(model)` before attaching a new one."
         )
     num_labels = getattr(getattr(model, "config", None), "num_labels", None)
-    roots = [getattr(model, name, None) for name in _CLASSIFIER_ROOTS] + [model]
+    roots = [getattr(model, name, None) for name in _CLASSIFIER_ROOTS]
     timm_model = getattr(model, "timm_model", None)
     if hasattr(timm_model, "get_classifier"):
         roots.insert(0, timm_model.get_classifier())
@@ -182,10 +191,29 @@ def find_classifier(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
             return *_locate(model, linears[-1]), linears[-1]
     raise ValueError(
         f"Could not find the classification head of {type(model).__name__}: looked for a final "
-        f"nn.Linear(d, num_labels={num_labels}), e.g. `classifier`. Load the student with a classification head and "
-        "the task's number of labels, e.g. `AutoModelForImageClassification.from_pretrained(..., num_labels=N)` or "
+        f"nn.Linear(d, num_labels={num_labels}) under {' / '.join(_CLASSIFIER_ROOTS)}. {_SUPPORTED_STUDENTS}. Load "
+        "the student with a classification head and the task's number of labels, e.g. "
+        "`AutoModelForImageClassification.from_pretrained(..., num_labels=N)` or "
         "`AutoModelForSequenceClassification.from_pretrained(..., num_labels=N)`."
     )
+
+
+def check_student(model: nn.Module) -> int:
+    """The student's number of labels, once it is known to be a classification model hf_tcs can train.
+
+    Raises one error naming the student classes that work for anything else: a bare encoder (`ViTModel`), a custom
+    `nn.Module` without `config.num_labels`, a model without a classifier.
+    """
+    num_labels = getattr(getattr(_unwrap(model), "config", None), "num_labels", None)
+    if not isinstance(num_labels, int):
+        raise ValueError(
+            f"The student {type(_unwrap(model)).__name__} has no `config.num_labels`: {_SUPPORTED_STUDENTS}. Wrap a "
+            "custom network as a `PreTrainedModel` with such a classifier, or load a classification model, e.g. "
+            "`AutoModelForImageClassification.from_pretrained(..., num_labels=N)`."
+        )
+    if get_tcs_head(model) is None:
+        find_classifier(model)
+    return num_labels
 
 
 def attach_tcs_head(model: nn.Module, num_coordinates: int) -> TCSHead:

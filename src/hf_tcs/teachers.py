@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import RemoteEntryNotFoundError
+from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 
 __all__ = ["Teacher", "load_teacher"]
 
@@ -53,6 +55,7 @@ class Teacher:
     normalize: bool = False
     max_length: int | None = None
     weights_id: str | None = field(default=None, repr=False)
+    hub_id: str | None = None
 
     def __post_init__(self):
         self.model.eval()
@@ -102,9 +105,15 @@ class Teacher:
         return timm.data.create_transform(**self.preprocessor_config, is_training=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able identity of the teacher, recorded as provenance next to features and coordinate systems."""
+        """JSON-able identity of the teacher, recorded as provenance next to features and coordinate systems.
+
+        `teacher` is the Hub id when one is known (`load_teacher(folder, hub_id=...)` for a local copy; the folder is
+        then `teacher_path`), else the name or path the teacher was loaded from.
+        """
+        local_copy = {"teacher_path": self.name_or_path} if self.hub_id and self.hub_id != self.name_or_path else {}
         return {
-            "teacher": self.name_or_path,
+            **local_copy,
+            "teacher": self.hub_id or self.name_or_path,
             "teacher_revision": self.revision,
             "teacher_backend": self.backend,
             "teacher_class": type(self.model).__name__,
@@ -200,6 +209,7 @@ def load_teacher(
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
     trust_remote_code: bool = False,
+    hub_id: str | None = None,
     **model_kwargs,
 ) -> Teacher:
     """Load a frozen teacher from the Hub, a local folder, or an already loaded transformers / timm model.
@@ -222,14 +232,27 @@ def load_teacher(
             its time); the checkpoint's weights as loaded (usually float32) when `None`. The features are float32
             whatever it is, and cached apart from those of other dtypes.
         trust_remote_code: passed to transformers; stays off unless asked for.
+        hub_id: the Hub id (`namespace/name`) of which a local folder is a copy, e.g. `facebook/dinov2-small` for a
+            folder downloaded with `hf download facebook/dinov2-small --local-dir ./dinov2`. The features, coordinate
+            systems and model cards made from this teacher then name it by that id (with `revision`, when given),
+            instead of by the folder, whose path means nothing elsewhere.
         **model_kwargs: passed to `from_pretrained` / `timm.create_model`.
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if hub_id is not None:
+        try:
+            validate_repo_id(hub_id)
+        except HFValidationError as error:
+            raise ValueError(
+                f"hub_id={hub_id!r} is not a Hub repo id ({error}): pass the id the folder was downloaded from, "
+                "e.g. 'facebook/dinov2-small'."
+            ) from None
     if isinstance(name_or_path, torch.nn.Module):
         teacher = _teacher_from_module(name_or_path, pooling=pooling, processor=processor)
     else:
         name_or_path = str(name_or_path)
+        _check_folder_exists(name_or_path)
         if backend == "auto":
             backend = _detect_backend(name_or_path, revision)
         if backend == "timm":
@@ -249,11 +272,48 @@ def load_teacher(
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype={dtype!r} is not a torch dtype: use e.g. 'float32', 'bfloat16' or 'float16'.")
         dtype = getattr(torch, dtype)
+    teacher.hub_id = hub_id
     return teacher.to(device, dtype)
 
 
 def _is_hub_id(name_or_path: str) -> bool:
     return not os.path.isdir(name_or_path)
+
+
+def _check_folder_exists(name_or_path: str) -> None:
+    """A teacher named by a path that is no folder (`./teacher`, `/data/dino`, `local-dir:...`) does not exist:
+    say so, instead of trying it as a Hub repo id."""
+    if name_or_path.startswith("hf-hub:") or os.path.isdir(name_or_path.removeprefix("local-dir:")):
+        return
+    path = name_or_path.removeprefix("local-dir:")
+    is_path = name_or_path.startswith(("local-dir:", ".", "~", os.sep))
+    if not is_path:
+        try:
+            validate_repo_id(path)  # `a/b/c`, `C:\\x`: no repo id, so a path
+        except HFValidationError:
+            is_path = True
+    if is_path:
+        what = "a file, not a folder" if os.path.exists(path) else "does not exist"
+        raise FileNotFoundError(
+            f"The teacher folder {path} {what}: pass the folder that holds the teacher's config.json and weights, "
+            "or a Hub id (namespace/name)."
+        )
+
+
+@contextmanager
+def _readable_weights(name_or_path: str) -> Iterator[None]:
+    """Name the weight file of a local teacher that cannot be read (a cut-short download or copy), not a bare
+    safetensors error."""
+    try:
+        yield
+    except Exception as error:
+        if _is_hub_id(name_or_path) or "safetensors" not in type(error).__module__:
+            raise
+        files = sorted(str(path) for path in Path(name_or_path).glob("*.safetensors"))
+        raise OSError(
+            f"The teacher's weights {', '.join(files) or name_or_path} could not be read ({error}): the file is "
+            "truncated or corrupt (an interrupted download or copy?); copy or download it again."
+        ) from error
 
 
 def _hub_error(name_or_path: str, error: Exception) -> OSError:
@@ -345,9 +405,10 @@ def _load_transformers(
     if config.model_type == "vit" and pooling != "pooler":
         # DINO checkpoints have no pooler: building one would only add randomly initialised, unused weights.
         model_kwargs.setdefault("add_pooling_layer", False)
-    model = AutoModel.from_pretrained(
-        name_or_path, revision=revision, trust_remote_code=trust_remote_code, **model_kwargs
-    )
+    with _readable_weights(name_or_path):
+        model = AutoModel.from_pretrained(
+            name_or_path, revision=revision, trust_remote_code=trust_remote_code, **model_kwargs
+        )
     modules = _read_json(name_or_path, "modules.json", revision)
     st_pooling, normalize, max_length = _sentence_transformers_settings(name_or_path, revision, modules)
     if processor is None:
@@ -461,13 +522,14 @@ def _load_timm(name_or_path: str, *, revision: str | None, pooling: str, **model
     import timm
 
     model_id = _timm_model_id(name_or_path, revision)
+    local = model_id.removeprefix("local-dir:")
     try:
-        model = timm.create_model(model_id, pretrained=True, num_classes=0, **model_kwargs)
+        with _readable_weights(local):
+            model = timm.create_model(model_id, pretrained=True, num_classes=0, **model_kwargs)
     except Exception as error:
         if model_id.startswith("hf-hub:") or "/" not in model_id and ":" not in model_id:
             raise _hub_error(name_or_path, error) from error
         raise
-    local = model_id.removeprefix("local-dir:")
     teacher = _timm_teacher(model, name_or_path, pooling)
     teacher.revision = revision
     teacher.weights_id = "sha256:" + _hash_weights(local) if not _is_hub_id(local) else f"timm:{model_id}"

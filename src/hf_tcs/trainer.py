@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
 import time
 from collections import defaultdict
@@ -36,16 +37,16 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 from transformers.utils import SAFE_WEIGHTS_NAME, PushInProgress
 from transformers.utils.hub import hf_api
 
-from .config import TCSConfig
+from .config import TCSConfig, count_or_share
 from .coordinates import CoordinateSystem, FeatureStatistics
 from .evaluation import load_metric
-from .features import fail_together, precompute_teacher_features, shard_bounds
+from .features import column_provenance, fail_together, precompute_teacher_features, shard_bounds
 from .hub import HubPublishingError, published_card
 from .labels import name_labels
 from .losses import IGNORE_INDEX, coordinate_loss, lsh_bias, lsh_loss, lsh_projection, masked_cross_entropy
 from .model_card import TCSModelCardData, save_model_card
 from .selection import TailoringCallback
-from .student import attach_tcs_head, folded_tcs_head, student_coordinates
+from .student import attach_tcs_head, check_student, folded_tcs_head, student_coordinates
 from .teachers import Teacher, load_teacher
 
 __all__ = ["TCSDataCollator", "TCSDistillationTrainer", "fit_coordinate_system", "load_configured_teacher"]
@@ -129,8 +130,8 @@ class TCSDistillationTrainer(Trainer):
                 "TCSDistillationTrainer needs a `train_dataset` (a datasets.Dataset with the student's inputs and "
                 f"labels), got {type(train_dataset).__name__}."
             )
-        num_labels = model.config.num_labels
-        _check_labels(train_dataset, num_labels, "train_dataset")
+        num_labels = check_student(model)
+        _check_training_labels(train_dataset, num_labels)
         eval_sets = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval_dataset", eval_dataset)]
         for name, dataset in eval_sets:
             if dataset is not None:
@@ -219,6 +220,9 @@ class TCSDistillationTrainer(Trainer):
                 f"keeps {coordinate_system.num_components}: recompute the column with "
                 "`coordinate_system.add_coordinates(dataset)`, or pass the coordinate system that produced it."
             )
+        recorded = _check_coordinate_column(train_dataset, coordinate_column, coordinate_system)
+        if not self.teacher_info.get("teacher") and recorded.get("teacher"):
+            self.teacher_info = {key: value for key, value in recorded.items() if key != "coordinate_system"}
         self._num_coordinates = k
         targets = None
         if coordinate_system is None or args.tcs_lsh_weight > 0:  # only then are the coordinates themselves needed
@@ -557,6 +561,7 @@ def load_configured_teacher(name_or_path: str, args: TCSConfig) -> Teacher:
             pooling=args.teacher_pooling,
             device=args.device,
             dtype=args.teacher_dtype,
+            hub_id=args.teacher_hub_id,
         )
 
 
@@ -570,9 +575,7 @@ def fit_coordinate_system(
     rank 0 decomposes them and sends its result to the others, so every rank holds bitwise the same basis (and
     the coordinate column gets the same cache fingerprint on every rank).
     """
-    num_components = args.tcs_num_components
-    if num_components is not None and num_components > 1:
-        num_components = int(num_components)
+    num_components = count_or_share(args.tcs_num_components)  # the field may have been set after construction
     feature_column, state = args.tcs_feature_column, args.distributed_state
     if state is None or state.num_processes == 1:
         coordinate_system = CoordinateSystem.fit(
@@ -590,7 +593,11 @@ def fit_coordinate_system(
         with fail_together(state, "Fitting the coordinate system"):
             if state.is_main_process:
                 # The provenance `CoordinateSystem.fit` records for a dataset.
-                metadata = {"dataset_fingerprint": train_dataset._fingerprint, "feature_column": feature_column}
+                metadata = {
+                    **column_provenance(train_dataset, feature_column),
+                    "dataset_fingerprint": train_dataset._fingerprint,
+                    "feature_column": feature_column,
+                }
                 coordinate_system = CoordinateSystem.from_statistics(
                     statistics, num_components=num_components, metadata={**metadata, **(provenance or {})}
                 )
@@ -629,12 +636,76 @@ def _target_scale(
     return torch.as_tensor(scale, dtype=torch.float32), feature_dim
 
 
-def _check_labels(dataset: datasets.Dataset, num_labels: int, name: str) -> None:
-    """Labels must be in the student's label set; -100 and None mark unlabelled examples."""
+def _check_coordinate_column(
+    dataset: datasets.Dataset, column: str, coordinate_system: CoordinateSystem | None
+) -> dict[str, Any]:
+    """The provenance recorded in the coordinate column; raise when another coordinate system made the column than
+    the one the trainer uses (the student would learn one system's targets and `tcs/` would hold the other)."""
+    recorded = column_provenance(dataset, column)
+    made_by = recorded.get("coordinate_system")
+    if coordinate_system is not None and made_by is not None and made_by != coordinate_system.fingerprint:
+        raise ValueError(
+            f"The {column!r} column was made by another coordinate system (fingerprint {made_by[:12]}...) than the "
+            f"one given to the trainer ({coordinate_system.fingerprint[:12]}...; teacher "
+            f"{coordinate_system.metadata.get('teacher')!r}): pass the coordinate system that made the column, or "
+            f"recompute the column with `coordinate_system.add_coordinates(dataset)` after "
+            f"`dataset.remove_columns({column!r})`."
+        )
+    return recorded
+
+
+def _check_training_labels(dataset: datasets.Dataset, num_labels: int) -> None:
+    """The training set must be a labelled one whose labels fit the student; say when the student has more labels
+    than the data has classes (the extra logits are only ever pushed down)."""
+    values = _check_labels(dataset, num_labels, "train_dataset")
+    if values is None:
+        raise ValueError(
+            f"train_dataset has no 'label' (or 'labels') column (columns: {dataset.column_names}): "
+            "TCSDistillationTrainer trains on labelled examples. Add the label column (rename yours with "
+            "`dataset.rename_column(name, 'label')`); examples without labels go in `unlabeled_dataset=`, the pool "
+            "that only carries the coordinate loss."
+        )
+    if not values:
+        logger.warning(
+            "Every example of train_dataset is unlabelled (-100/None): the student learns the teacher's coordinates "
+            "only, and nothing about the task. Unlabelled examples belong in `unlabeled_dataset=`, next to a labelled "
+            "train_dataset."
+        )
+        return
+    column = next(c for c in ("label", "labels") if c in dataset.column_names)
+    feature = dataset.features[column]
+    num_classes = feature.num_classes if isinstance(feature, datasets.ClassLabel) else max(values) + 1
+    if num_labels > num_classes:
+        logger.warning(
+            f"The student has {num_labels} labels but the training data has {num_classes} classes (labels "
+            f"0..{num_classes - 1}): the extra {num_labels - num_classes} outputs are trained to never win. Load the "
+            f"student with `num_labels={num_classes}` unless the other classes are meant to come later."
+        )
+
+
+def _check_labels(dataset: datasets.Dataset, num_labels: int, name: str) -> list[int] | None:
+    """Labels must be whole numbers in the student's label set; -100 and None mark unlabelled examples.
+
+    Returns the distinct labels of the labelled examples, or None when the dataset has no label column.
+    """
     column = next((c for c in ("label", "labels") if c in dataset.column_names), None)
     if column is None:
-        return
+        return None
     values = [value for value in dataset.unique(column) if value is not None and value != IGNORE_INDEX]
+    not_numbers = [value for value in values if isinstance(value, bool) or not isinstance(value, numbers.Real)]
+    if not_numbers:
+        raise ValueError(
+            f"{name} has labels {not_numbers[:10]} in column {column!r} that are not class indices: encode them as "
+            f"0..N-1 first, e.g. with `dataset.class_encode_column({column!r})`."
+        )
+    fractional = sorted(value for value in values if not float(value).is_integer())
+    if fractional:
+        raise ValueError(
+            f"{name} has fractional labels {fractional[:10]} in column {column!r}: class labels are whole numbers "
+            "0..N-1 (a float label would be cut to an int). Map them to class indices, or mark unlabelled examples "
+            "with -100."
+        )
+    values = [int(value) for value in values]
     bad = sorted(value for value in values if not 0 <= value < num_labels)
     if bad:
         raise ValueError(
@@ -642,6 +713,7 @@ def _check_labels(dataset: datasets.Dataset, num_labels: int, name: str) -> None
             f"(num_labels={num_labels}): load the student with the task's number of labels "
             "(`from_pretrained(..., num_labels=N)`), map the labels to 0..N-1, or mark unlabelled examples with -100."
         )
+    return values
 
 
 @lru_cache(maxsize=1)
@@ -679,4 +751,6 @@ def _teacher_info(teacher: Teacher | str | None, args: TCSConfig) -> dict[str, A
     if isinstance(teacher, Teacher):
         return teacher.to_dict()
     name = teacher or args.teacher_model_name_or_path
+    if name and args.teacher_hub_id and name == args.teacher_model_name_or_path:
+        name = args.teacher_hub_id
     return {"teacher": str(name), "teacher_revision": args.teacher_revision} if name else {}
