@@ -167,6 +167,31 @@ def test_an_error_on_one_process_stops_both_with_its_message(cifar10_sample, tea
     assert "RuntimeError: The teacher pass failed on rank 1 of 2: ValueError: Row 12 of column 'image'" in errors[0]
 
 
+@pytest.mark.distributed
+def test_inside_main_process_first_the_main_process_runs_the_pass_and_the_others_load_its_cache(
+    image_data, reference_features, teacher_dirs, tmp_path
+):
+    # The transformers examples' idiom: rank 1 waits at main_process_first's barrier while rank 0 runs the pass. Then
+    # rank 1 runs one more pass that rank 0 never runs: it stops with an error instead of waiting for rank 0 forever.
+    data = tmp_path / "images"  # a copy that no earlier pass has cached features next to
+    datasets.load_from_disk(image_data).save_to_disk(data)
+    result, seconds = launch(
+        *("--data", str(data), "--teacher", str(teacher_dirs["dino"]), "--out", str(tmp_path)),
+        *("--main-first", "--unmatched-pass", "--wait", "3"),
+        tmp_path=tmp_path,
+    )
+    assert result.returncode != 0 and seconds < 90, result.stdout[-5000:]
+    ranks = [dict(np.load(tmp_path / f"rank{rank}.npz")) for rank in range(2)]
+    for teacher_pass in ("disk", "memory"):
+        assert [int(rank[f"{teacher_pass}_rows"]) for rank in ranks] == [64, 0], f"{teacher_pass}: rank 1 loads it"
+        for rank in ranks:
+            np.testing.assert_allclose(rank[f"{teacher_pass}_features"], reference_features, atol=1e-6)
+    assert not (tmp_path / "error-rank0.txt").exists()
+    error = (tmp_path / "error-rank1.txt").read_text()
+    assert "RuntimeError: Rank 1 waited 3 s for the main process to start the same teacher pass" in error
+    assert "inside `main_process_first`" in error
+
+
 def test_bfloat16_teacher_pass_gives_float32_features_close_to_float32_ones(teacher_dirs, cifar10_sample):
     images = cifar10_sample.select(range(32))
     full = precompute_teacher_features(images, load_teacher(teacher_dirs["dino"], device="cpu"))
