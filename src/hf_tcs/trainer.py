@@ -218,6 +218,8 @@ class TCSDistillationTrainer(Trainer):
                 "`coordinate_system.add_coordinates(dataset)`, or pass the coordinate system that produced it."
             )
         self._num_coordinates = k
+        if coordinate_column in columns:  # the user's own column (ours come from checked features)
+            _check_finite_coordinates(train_dataset, coordinate_column)
         targets = None
         if coordinate_system is None or args.tcs_lsh_weight > 0:  # only then are the coordinates themselves needed
             targets = np.asarray(train_dataset.with_format("numpy")[:][coordinate_column], dtype=np.float64)
@@ -381,6 +383,8 @@ class TCSDistillationTrainer(Trainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """Save the folded student (plain model class and config), its processor, the coordinate system (`tcs/`) and
         the model card with its plots."""
+        if not self._saving_checkpoint:
+            _check_finite_weights(self.model)
         if self.tcs_head is None or self._saving_checkpoint:
             return super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
@@ -610,7 +614,14 @@ def _target_scale(
         global_scale = coordinate_system.global_scale
         feature_dim = coordinate_system.feature_dim
     else:
-        variances = targets.var(axis=0, ddof=1)
+        variances = targets.var(axis=0, ddof=1) if len(targets) > 1 else np.full(k, np.nan)
+        if not variances.mean() > 0:  # NaN for one row, 0 for the same coordinates in every row
+            raise ValueError(
+                f"The teacher coordinates of the training set ({len(targets)} rows) have zero or undefined variance, "
+                "so the target scale would be inf/NaN: a coordinate column needs at least 2 rows that differ. Compute "
+                "it over the whole training set, pass the `coordinate_system` that made it, or set "
+                "tcs_target_scaling='none'."
+            )
         global_scale = 1.0 / np.sqrt(variances.mean())
         feature_dim = k
     if scaling == "none":
@@ -625,6 +636,36 @@ def _target_scale(
             )
         scale = 1.0 / np.sqrt(variances)
     return torch.as_tensor(scale, dtype=torch.float32), feature_dim
+
+
+def _check_finite_coordinates(dataset: datasets.Dataset, column: str) -> None:
+    """A NaN/inf teacher coordinate trains a NaN student while the logged loss looks fine: name the rows instead."""
+    bad, start = [], 0
+    for batch in dataset.select_columns([column]).with_format("numpy").iter(batch_size=4096):
+        values = np.asarray(batch[column], dtype=np.float64)
+        bad.extend((start + np.flatnonzero(~np.isfinite(values).all(axis=1))).tolist())
+        start += len(values)
+    if bad:
+        raise ValueError(
+            f"{len(bad)} rows of the training set's {column!r} column hold NaN or inf (rows {bad[:5]}"
+            f"{'...' if len(bad) > 5 else ''}): recompute the coordinates from finite teacher features "
+            "(`coordinate_system.add_coordinates(dataset)`) or drop those rows."
+        )
+
+
+def _check_finite_weights(model: torch.nn.Module) -> None:
+    """Refuse to save a student whose training diverged: its NaN/inf weights would give NaN logits to every user."""
+    bad = [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    if bad:
+        raise ValueError(
+            f"The student's weights hold NaN or inf ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), so it is "
+            "not saved: training diverged. Check the logged losses, lower the learning rate (or use gradient "
+            "clipping, `max_grad_norm`), and check the teacher coordinates."
+        )
 
 
 def _check_labels(dataset: datasets.Dataset, num_labels: int, name: str) -> None:
