@@ -371,3 +371,10 @@ def test_bad_input_gets_clear_errors(tmp_path, image_features):
     with pytest.raises(ValueError, match="tcs_target_scaling"):
         make_args(tmp_path, tcs_target_scaling="whiten")
 
+
+def test_launched_processes_that_would_each_train_alone_are_refused(tmp_path, image_features, monkeypatch):
+    args = make_args(tmp_path)
+    assert args.world_size == 1
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what `accelerate launch` sets, here for training arguments of one process
+    with pytest.raises(ValueError, match="2 processes were launched.*pass `--use_cpu`"):
+        TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)

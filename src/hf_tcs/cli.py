@@ -25,6 +25,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from . import __version__
 from .config import TCSConfig
 from .data import DataArguments
+from .features import check_launch
 from .hub import HubPublishingError
 from .jobs import PrecomputeArguments, PushArguments, distill, precompute, push
 from .models import StudentArguments
@@ -204,6 +205,7 @@ def run(job: Callable[..., Any], parser: TCSArgumentParser, args: Sequence[str] 
         outputs, extra = parser.parse_args_and_config(args)
         for output in outputs:
             if isinstance(output, TrainingArguments):
+                check_launch(output)
                 setup_logging(output)
         job(*outputs, **extra)
     except USER_ERRORS as error:

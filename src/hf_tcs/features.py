@@ -264,6 +264,24 @@ def shard_bounds(num_rows: int, num_shards: int, index: int) -> tuple[int, int]:
     return start, start + size + int(index < remainder)
 
 
+def check_launch(args: Any) -> None:
+    """Refuse training arguments that would run each of several launched processes as a whole run of its own.
+
+    `accelerate launch` with a GPU config on a machine without GPUs starts the processes and a process group, but
+    `TrainingArguments` without `use_cpu` then falls back to a single non-distributed process: every process would
+    train on all the data and write to the same output folder, with only a warning from transformers.
+    """
+    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+    launched = torch.distributed.get_world_size() if initialized else int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and args.world_size == 1:
+        raise ValueError(
+            f"{launched} processes were launched, but the training arguments run each of them on its own (no GPU for "
+            "the launch config?): every process would train on all the data and write to the same output folder. "
+            "On CPUs, pass `--use_cpu` (`TrainingArguments(use_cpu=True)`), e.g. `accelerate launch --config_file "
+            "examples/accelerate_configs/cpu.yaml SCRIPT ... --use_cpu`; on GPUs, check that they are visible."
+        )
+
+
 def _distributed_state() -> PartialState | None:
     """accelerate's state when several processes were launched (accelerate launch, torchrun), else None."""
     initialized = torch.distributed.is_available() and torch.distributed.is_initialized()

@@ -39,7 +39,7 @@ from transformers.utils.hub import hf_api
 from .config import TCSConfig
 from .coordinates import CoordinateSystem, FeatureStatistics
 from .evaluation import load_metric
-from .features import fail_together, precompute_teacher_features, shard_bounds
+from .features import check_launch, fail_together, precompute_teacher_features, shard_bounds
 from .hub import HubPublishingError, published_card
 from .losses import IGNORE_INDEX, coordinate_loss, lsh_bias, lsh_loss, lsh_projection, masked_cross_entropy
 from .model_card import TCSModelCardData, save_model_card
@@ -123,6 +123,7 @@ class TCSDistillationTrainer(Trainer):
             config = args.to_dict()
             config["hub_token"] = args.hub_token  # to_dict() hides the token
             args = TCSConfig(**config)
+        check_launch(args)
         if not isinstance(train_dataset, datasets.Dataset):
             raise ValueError(
                 "TCSDistillationTrainer needs a `train_dataset` (a datasets.Dataset with the student's inputs and "
