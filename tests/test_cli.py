@@ -7,7 +7,6 @@ The commands run in this process (`hf_tcs.cli.main(argv)`) with tiny random teac
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_distributed import kill_launch
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
@@ -374,10 +374,7 @@ def launch_distill(config: str, argv: list[str], tmp_path: Path, timeout: float 
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail(
-            f"hf-tcs distill was still running in two processes after {timeout} s:\n{process.communicate()[0]}"
-        )
+        pytest.fail(f"hf-tcs distill was still running in two processes after {timeout} s:\n{kill_launch(process)}")
     return process.returncode, output
 
 

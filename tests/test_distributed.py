@@ -15,6 +15,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import psutil
 import pytest
 import torch
 from transformers import ViTImageProcessor
@@ -56,10 +57,21 @@ def launch(*args: str, tmp_path: Path, timeout: float = 120) -> tuple[subprocess
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
+        output = kill_launch(process)
         pytest.fail(f"The two processes were still running after {timeout} s:\n{output[-5000:]}")
     return subprocess.CompletedProcess(command, process.returncode, output), time.monotonic() - start
+
+
+def kill_launch(process: subprocess.Popen) -> str:
+    """Kill a hung launch, workers included, and return its output so far.
+
+    The workers run in sessions of their own (torch elastic starts them so): killing the launcher's process group
+    would leave them waiting, holding the output pipe open.
+    """
+    for child in psutil.Process(process.pid).children(recursive=True):
+        child.kill()
+    os.killpg(process.pid, signal.SIGKILL)
+    return process.communicate()[0]
 
 
 @pytest.fixture(scope="module")
