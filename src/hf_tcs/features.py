@@ -182,7 +182,7 @@ def precompute_teacher_features(
     )
     if teacher_pass is not None and teacher_pass.together:
         if state.is_main_process and load_from_cache_file:  # before any process reads a cached file
-            discard_mismatched_cache(cache_file_name, len(source), output_column, new_features[output_column])
+            _discard_mismatched_cache(cache_file_name, len(source), output_column, new_features[output_column])
         result = _sharded_map(state, source, encode, fingerprint, cache_file_name, map_kwargs)
     elif teacher_pass is not None and not state.is_main_process:
         # The main process has just run this pass alone: its cache serves this process.
@@ -202,7 +202,7 @@ def precompute_teacher_features(
         reporting = teacher_pass.report_outcome() if teacher_pass is not None else nullcontext()
         with reporting, _removing_partial_files_on_sigterm():
             if load_from_cache_file:
-                discard_mismatched_cache(cache_file_name, len(source), output_column, new_features[output_column])
+                _discard_mismatched_cache(cache_file_name, len(source), output_column, new_features[output_column])
             result = source.map(encode, new_fingerprint=fingerprint, cache_file_name=cache_file_name, **map_kwargs)
     return result.cast_column(input_column, original_feature) if is_image else result
 
@@ -386,7 +386,7 @@ def _wait_for_main_process(store: Any, key: str, state: PartialState) -> list:
     return json.loads(store.get(f"{key}/decision"))
 
 
-def discard_mismatched_cache(cache_file_name: str, num_rows: int, column: str, feature: Any) -> None:
+def _discard_mismatched_cache(cache_file_name: str, num_rows: int, column: str, feature: Any) -> None:
     """Delete the cached teacher features of `cache_file_name` (whole, or in `map(num_proc=n)` shards) that cannot be
     those of `num_rows` rows: a file cut short, a partial copy, another schema. The pass then recomputes them.
 
