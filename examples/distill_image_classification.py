@@ -32,6 +32,11 @@ Usage:
     accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml \\
         examples/distill_image_classification.py --dataset_name uoft-cs/cifar10 --output_dir deit-tiny-cifar10-tcs
 
+    # two processes on CPUs (gloo): the CPU config, and --use_cpu
+    accelerate launch --config_file examples/accelerate_configs/cpu.yaml \\
+        examples/distill_image_classification.py --dataset_name uoft-cs/cifar10 --output_dir deit-tiny-cifar10-tcs \\
+        --use_cpu
+
 This script is `hf-tcs distill` with image defaults (DINOv2-small teacher, DeiT-tiny student, augmented student
 views): every argument below can be changed.
 """

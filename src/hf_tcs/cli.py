@@ -29,6 +29,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from . import __version__
 from .config import TCSConfig, count_or_share
 from .data import DataArguments
+from .features import check_launch
 from .hub import HubPublishingError
 from .jobs import ModelCardArguments, PrecomputeArguments, PushArguments, distill, precompute, push
 from .models import StudentArguments
@@ -399,6 +400,7 @@ def run(job: Callable[..., Any], parser: TCSArgumentParser, args: Sequence[str] 
         outputs, extra = parser.parse_args_and_config(args)
         for output in outputs:
             if isinstance(output, TrainingArguments):
+                check_launch(output)
                 setup_logging(output)
         job(*outputs, **extra)
     except USER_ERRORS as error:

@@ -183,6 +183,13 @@ class CoordinateSystem:
                 f"A coordinate system needs features of at least 2 examples, got {statistics.num_examples}: fit it "
                 "on the (teacher features of the) whole training set."
             )
+        for name in ("mean", "scatter"):
+            if not np.isfinite(getattr(statistics, name)).all():
+                raise ValueError(
+                    f"The feature statistics' {name} holds NaN or inf: a coordinate system of them would train a NaN "
+                    "student. Accumulate them again from finite teacher features (`FeatureStatistics.update` refuses "
+                    "NaN/inf rows)."
+                )
         # A private copy: the caller may keep updating (or all-reducing) its statistics.
         self._statistics = copy.deepcopy(statistics)
         self._metadata = _check_metadata(metadata)
@@ -569,6 +576,12 @@ class CoordinateSystem:
                 f"{FORMAT_VERSION}: install the hf_tcs version that wrote it ({config.get('hf_tcs_version')})."
             )
         tensors = safetensors.numpy.load_file(weights_file)
+        not_finite = [name for name, array in tensors.items() if not np.isfinite(array).all()]
+        if not_finite:
+            raise ValueError(
+                f"{weights_file} holds NaN or inf in {sorted(not_finite)}: this coordinate system is corrupt and "
+                "would train a NaN student. Fit it again on finite teacher features and save it (`save_pretrained`)."
+            )
         dim = config["feature_dim"]
         for name, shape in {"mean": (dim,), "scatter": (dim, dim)}.items():
             if name not in tensors or tensors[name].shape != shape:

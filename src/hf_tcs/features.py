@@ -7,17 +7,25 @@ another teacher, revision or pooling gets its own cache entry.
 
 Under `accelerate launch` / `torchrun` every process runs the teacher on its own contiguous shard of the rows only,
 and every process gets back the whole column, in the original order, under the fingerprint a single process would
-give it. An error on one process is raised on every process instead of leaving the others waiting for it.
+give it. An error on one process is raised on every process instead of leaving the others waiting for it. Called on
+the main process first (`with training_args.main_process_first(): ...`), the main process runs the whole pass alone and
+the others load its cache.
 """
 
 from __future__ import annotations
 
+import glob
 import io
+import itertools
 import json
+import logging
 import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from typing import Any, NamedTuple
 
 import datasets
 import numpy as np
@@ -26,11 +34,14 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 from datasets.fingerprint import Hasher
 from PIL import Image
+from torch.distributed import distributed_c10d
 
 from . import __version__
 from .teachers import Teacher, load_teacher
 
 __all__ = ["column_provenance", "precompute_teacher_features"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_FEATURE_COLUMN = "teacher_features"
 # Where a column's provenance lives: the `id` of its float32 value type, which datasets keeps through map, select,
@@ -41,6 +52,16 @@ _STRING_TYPES = ("string", "large_string")
 # How `Dataset.map(num_proc=n)` names the cache files of its shards: a later single-process `map` with the same
 # fingerprint finds and concatenates them, so following it lets a multi-process teacher pass serve later runs.
 _SHARD_SUFFIX = "_{rank:05d}_of_{num_shards:05d}"
+# Whether the processes of a multi-process run share a teacher pass is agreed through the process group's key-value
+# store, never in a collective (a process that is not there would leave the others waiting in it forever). The main
+# process waits this long for the others; when they do not come (they are waiting for it, e.g. under
+# `main_process_first`), it runs the pass alone, and they load its cache when they get there.
+ARRIVAL_TIMEOUT = 15.0
+# How long another process waits for the main process to enter the same teacher pass before it stops with an error.
+MAIN_PROCESS_TIMEOUT = 600.0
+_POLL_SECONDS = 0.05
+_pass_numbers = itertools.count()  # the n-th teacher pass of this process: the same pass on every process
+_last_pass_alone: str | None = None  # store key of the last pass the main process ran alone
 
 
 def precompute_teacher_features(
@@ -71,10 +92,12 @@ def precompute_teacher_features(
     The input dataset is left untouched; a new dataset is returned. The features are float32 whatever dtype the
     teacher computes in, and that dtype is part of the cache key.
 
-    In a multi-process run (`accelerate launch`, `torchrun`) every process calls this function with the same dataset,
-    at the same point: not under `main_process_first`, where the others would wait for the main process while it
-    waits for them. Each process runs the teacher on its own contiguous shard, on its own device, and caches it; then
-    every process reads all the shards back. The cache must be on a filesystem all processes share.
+    In a multi-process run (`accelerate launch`, `torchrun`) every process calls this function with the same dataset.
+    When they call it at the same point, each process runs the teacher on its own contiguous shard, on its own device,
+    and caches it; then every process reads all the shards back. Called inside `main_process_first`, the main process
+    waits `ARRIVAL_TIMEOUT` (15) seconds for the others, runs the whole pass alone, and the others load its cache. The
+    cache must be on a filesystem all processes share. A cached file that does not match its input (fewer rows, another
+    schema, cut short) is recomputed.
     """
     if not isinstance(teacher, Teacher):
         teacher = load_teacher(teacher)
@@ -109,13 +132,18 @@ def precompute_teacher_features(
     input_column = resolve_input_column(dataset, teacher, input_column)
     fingerprint = features_fingerprint(dataset, teacher, input_column, output_column)
     state = _distributed_state()
+    teacher_pass = None
     if state is not None:
-        fingerprint = _agree_on_fingerprint(state, fingerprint, len(dataset))
+        teacher_pass = _enter_teacher_pass(state, fingerprint, len(dataset))
+        fingerprint = teacher_pass.fingerprint
         if teacher.device.type == state.device.type and teacher.device != state.device:
             # "cuda" means cuda:0 until accelerate sets each process's device: every rank's teacher would share it.
             teacher.to(state.device)
-    cache_file_name = None
-    if not dataset.cache_files:
+    if dataset.cache_files:  # where datasets itself caches a file-backed dataset's map
+        cache_file_name = os.path.join(
+            os.path.dirname(dataset.cache_files[0]["filename"]), f"cache-{fingerprint}.arrow"
+        )
+    else:
         # datasets only caches file-backed datasets by itself; give in-memory ones a file under our cache dir.
         cache_dir = cache_dir or os.path.join(datasets.config.HF_DATASETS_CACHE, "hf_tcs")
         os.makedirs(cache_dir, exist_ok=True)
@@ -157,14 +185,30 @@ def precompute_teacher_features(
         load_from_cache_file=load_from_cache_file,
         desc=desc or f"Teacher pass ({teacher.name_or_path})",
     )
-    if state is None:
-        result = source.map(encode, new_fingerprint=fingerprint, cache_file_name=cache_file_name, **map_kwargs)
-    else:
-        if cache_file_name is None:  # where datasets itself caches a file-backed dataset's map
-            cache_file_name = os.path.join(
-                os.path.dirname(source.cache_files[0]["filename"]), f"cache-{fingerprint}.arrow"
-            )
+    if teacher_pass is not None and teacher_pass.together:
+        if state.is_main_process and load_from_cache_file:  # before any process reads a cached file
+            _discard_mismatched_cache(cache_file_name, len(source), output_column, new_features[output_column])
         result = _sharded_map(state, source, encode, fingerprint, cache_file_name, map_kwargs)
+    elif teacher_pass is not None and not state.is_main_process:
+        # The main process has just run this pass alone: its cache serves this process.
+        if not os.path.exists(cache_file_name):
+            logger.warning(
+                f"This process cannot see the teacher features {cache_file_name} that the main process wrote: it "
+                "runs the teacher pass as well. Put the cache on a filesystem all processes share to avoid this."
+            )
+        with _removing_partial_files_on_sigterm():
+            result = source.map(
+                encode,
+                new_fingerprint=fingerprint,
+                cache_file_name=cache_file_name,
+                **{**map_kwargs, "load_from_cache_file": True},
+            )
+    else:  # one process, or the main process alone while the others wait for it
+        reporting = teacher_pass.report_outcome() if teacher_pass is not None else nullcontext()
+        with reporting, _removing_partial_files_on_sigterm():
+            if load_from_cache_file:
+                _discard_mismatched_cache(cache_file_name, len(source), output_column, new_features[output_column])
+            result = source.map(encode, new_fingerprint=fingerprint, cache_file_name=cache_file_name, **map_kwargs)
     return result.cast_column(input_column, original_feature) if is_image else result
 
 
@@ -176,7 +220,7 @@ def _sharded_map(
     cache_file_name: str,
     map_kwargs: dict[str, Any],
 ) -> datasets.Dataset:
-    """The teacher pass of one process among several: map its own shard, then read every shard back.
+    """The teacher pass of one process among several, all in it together: map its own shard, read every shard back.
 
     Shards are cached as `Dataset.map(num_proc=n)` caches its own (`<cache file>_00001_of_00004.arrow`), and the
     concatenation gets the single-process `fingerprint`: a later single-process pass loads these shards instead of
@@ -193,7 +237,7 @@ def _sharded_map(
     else:
         files = [prefix + suffix + extension for suffix in suffixes]
         rank = state.process_index
-        with fail_together(state, "The teacher pass"):
+        with fail_together(state, "The teacher pass"), _removing_partial_files_on_sigterm():
             if rank < num_shards:
                 start, end = shard_bounds(len(source), num_shards, rank)
                 source.select(range(start, end)).map(
@@ -244,6 +288,24 @@ def shard_bounds(num_rows: int, num_shards: int, index: int) -> tuple[int, int]:
     return start, start + size + int(index < remainder)
 
 
+def check_launch(args: Any) -> None:
+    """Refuse training arguments that would run each of several launched processes as a whole run of its own.
+
+    `accelerate launch` with a GPU config on a machine without GPUs starts the processes and a process group, but
+    `TrainingArguments` without `use_cpu` then falls back to a single non-distributed process: every process would
+    train on all the data and write to the same output folder, with only a warning from transformers.
+    """
+    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+    launched = torch.distributed.get_world_size() if initialized else int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and args.world_size == 1:
+        raise ValueError(
+            f"{launched} processes were launched, but the training arguments run each of them on its own (no GPU for "
+            "the launch config?): every process would train on all the data and write to the same output folder. "
+            "On CPUs, pass `--use_cpu` (`TrainingArguments(use_cpu=True)`), e.g. `accelerate launch --config_file "
+            "examples/accelerate_configs/cpu.yaml SCRIPT ... --use_cpu`; on GPUs, check that they are visible."
+        )
+
+
 def _distributed_state() -> PartialState | None:
     """accelerate's state when several processes were launched (accelerate launch, torchrun), else None."""
     initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -257,18 +319,145 @@ def _distributed_state() -> PartialState | None:
     return state if state.num_processes > 1 else None
 
 
-def _agree_on_fingerprint(state: PartialState, fingerprint: str, num_rows: int) -> str:
-    """Rank 0's fingerprint, once every rank is known to hold as many rows."""
-    gathered = gather_object([(fingerprint, num_rows)])
-    lengths = [length for _, length in gathered]
-    if len(set(lengths)) > 1:
-        raise ValueError(
-            f"The processes passed datasets of different lengths to the teacher pass ({lengths} rows, by rank): every "
-            "process must pass the same dataset; each one then runs the teacher on its own shard."
+class _TeacherPass(NamedTuple):
+    """One teacher pass of a multi-process run, as the main process decided it (see `_enter_teacher_pass`)."""
+
+    together: bool  # every process runs its own shard; else the main process runs it all and the others load it
+    fingerprint: str  # the main process's: it names the cache on every process
+    store: Any
+    key: str
+
+    @contextmanager
+    def report_outcome(self) -> Iterator[None]:
+        """Run the main process's lone pass and tell the processes waiting for it how it ended."""
+        try:
+            yield
+        except BaseException as error:
+            self.store.set(f"{self.key}/done", json.dumps(f"{type(error).__name__}: {error}"))
+            raise
+        self.store.set(f"{self.key}/done", json.dumps(None))
+
+
+def _enter_teacher_pass(state: PartialState, fingerprint: str, num_rows: int) -> _TeacherPass:
+    """Agree with the other processes on how this teacher pass runs, through the process group's key-value store.
+
+    Every process announces itself. The main process waits up to `ARRIVAL_TIMEOUT` seconds for the others: when all
+    came, they run the pass together (after checking that they hold as many rows); otherwise it runs the pass alone
+    and the others, when they come, wait for it to end and load its cache. No collective runs until every process
+    is known to be there, so no process can wait for another one forever.
+    """
+    global _last_pass_alone
+    # The store the default process group was set up with (torch 2.x; private, but there is no public accessor).
+    store = distributed_c10d._get_default_store()
+    key = f"hf_tcs/teacher_pass/{next(_pass_numbers)}"
+    arrivals = [f"{key}/arrived/{rank}" for rank in range(state.num_processes)]
+    store.set(arrivals[state.process_index], json.dumps([fingerprint, num_rows]))
+    if state.is_main_process:
+        # Processes that have not reached the pass this process last ran alone are still held back: do not wait.
+        held_back = _last_pass_alone is not None and not store.check(
+            [f"{_last_pass_alone}/arrived/{rank}" for rank in range(1, state.num_processes)]
         )
-    # The same rows can have different fingerprints on different ranks (datasets draws a random one after a
-    # transform it cannot hash): rank 0's names the cache for all of them.
-    return gathered[0][0]
+        deadline = time.monotonic() + (0.0 if held_back else ARRIVAL_TIMEOUT)
+        while not store.check(arrivals) and time.monotonic() < deadline:
+            time.sleep(_POLL_SECONDS)
+        if store.check(arrivals):
+            lengths = [json.loads(store.get(arrival))[1] for arrival in arrivals]
+            decision = ["together", fingerprint, lengths]
+        else:
+            decision = ["alone", fingerprint, [num_rows]]
+            _last_pass_alone = key
+        decision = json.loads(store.compare_set(f"{key}/decision", "", json.dumps(decision)))
+    else:
+        decision = _wait_for_main_process(store, key, state)
+    mode, fingerprint, lengths = decision
+    if mode == "abandoned":
+        raise RuntimeError(
+            f"Rank {fingerprint} stopped waiting for the main process to start this teacher pass: every process must "
+            "call `precompute_teacher_features` with the same dataset, either all at the same point or inside "
+            "`main_process_first` (the main process first), and the same number of times."
+        )
+    if len(set(lengths)) > 1 or lengths[0] != num_rows:
+        raise ValueError(
+            f"The processes passed datasets of different lengths to the teacher pass ({lengths} rows on "
+            f"{'the ranks' if mode == 'together' else 'the main process'}, {num_rows} on rank {state.process_index}): "
+            "every process must pass the same dataset; each one then runs the teacher on its own shard."
+        )
+    if mode == "alone" and not state.is_main_process:
+        if not store.check([f"{key}/done"]):
+            logger.info("Waiting for the main process, which runs the teacher pass alone, to finish it.")
+        while not store.check([f"{key}/done"]):  # the main process is at work: its pass takes what it takes
+            time.sleep(_POLL_SECONDS)
+        error = json.loads(store.get(f"{key}/done"))
+        if error is not None:
+            raise RuntimeError(f"The teacher pass failed on the main process (rank 0): {error}")
+    return _TeacherPass(mode == "together", fingerprint, store, key)
+
+
+def _wait_for_main_process(store: Any, key: str, state: PartialState) -> list:
+    """The main process's decision on teacher pass `key`; an error after `MAIN_PROCESS_TIMEOUT` seconds without it."""
+    deadline = time.monotonic() + MAIN_PROCESS_TIMEOUT
+    while not store.check([f"{key}/decision"]):
+        if time.monotonic() > deadline:
+            abandoned = json.dumps(["abandoned", state.process_index, [0]])
+            if store.compare_set(f"{key}/decision", "", abandoned).decode() == abandoned:
+                raise RuntimeError(
+                    f"Rank {state.process_index} waited {MAIN_PROCESS_TIMEOUT:.0f} s for the main process to start "
+                    "the same teacher pass, in vain: every process must call `precompute_teacher_features` with the "
+                    "same dataset, either all at the same point or inside `main_process_first` (the main process "
+                    "first), and the same number of times."
+                )
+        time.sleep(_POLL_SECONDS)
+    return json.loads(store.get(f"{key}/decision"))
+
+
+def _discard_mismatched_cache(cache_file_name: str, num_rows: int, column: str, feature: Any) -> None:
+    """Delete the cached teacher features of `cache_file_name` (whole, or in `map(num_proc=n)` shards) that cannot be
+    those of `num_rows` rows: a file cut short, a partial copy, another schema. The pass then recomputes them.
+
+    Reading a file's row count and schema maps it into memory without reading its data.
+    """
+    prefix, extension = os.path.splitext(cache_file_name)
+    pattern = glob.escape(prefix) + "_[0-9][0-9][0-9][0-9][0-9]_of_[0-9][0-9][0-9][0-9][0-9]" + glob.escape(extension)
+    for file in [cache_file_name, *sorted(glob.glob(pattern))]:
+        if not os.path.exists(file):
+            continue
+        expected = num_rows
+        if file != cache_file_name:  # a shard: prefix_<rank>_of_<shards>.arrow
+            rank, num_shards = (int(part) for part in file[len(prefix) + 1 : -len(extension)].split("_of_"))
+            start, end = shard_bounds(num_rows, num_shards, rank) if rank < num_shards else (0, -1)
+            expected = end - start
+        try:
+            cached = datasets.Dataset.from_file(file)
+            problem = None
+            if cached.features.get(column) != feature:
+                problem = f"its {column!r} column is {cached.features.get(column)}, not {feature}"
+            elif len(cached) != expected:
+                problem = f"it holds {len(cached)} rows where the pass gives {expected}"
+        except Exception as error:  # pyarrow says "cut short" in many ways
+            problem = f"it cannot be read ({type(error).__name__}: {error})"
+        if problem is not None:
+            logger.warning(
+                f"The cached teacher features {file} do not match the dataset ({problem}): recomputing them."
+            )
+            os.remove(file)
+
+
+@contextmanager
+def _removing_partial_files_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (what `accelerate launch` / `torchrun` send the other processes when one fails or is interrupted)
+    into KeyboardInterrupt while a `datasets.map` writes, so that it removes its half-written `tmp*` file."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum} (SIGTERM) during the teacher pass")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from transformers.utils.hub import hf_api
 from .config import TCSConfig, count_or_share
 from .coordinates import CoordinateSystem, FeatureStatistics
 from .evaluation import load_metric
-from .features import column_provenance, fail_together, precompute_teacher_features, shard_bounds
+from .features import check_launch, column_provenance, fail_together, precompute_teacher_features, shard_bounds
 from .hub import HubPublishingError, published_card
 from .labels import name_labels
 from .losses import IGNORE_INDEX, coordinate_loss, lsh_bias, lsh_loss, lsh_projection, masked_cross_entropy
@@ -125,6 +125,7 @@ class TCSDistillationTrainer(Trainer):
             config = args.to_dict()
             config["hub_token"] = args.hub_token  # to_dict() hides the token
             args = TCSConfig(**config)
+        check_launch(args)
         if not isinstance(train_dataset, datasets.Dataset):
             raise ValueError(
                 "TCSDistillationTrainer needs a `train_dataset` (a datasets.Dataset with the student's inputs and "
@@ -224,6 +225,8 @@ class TCSDistillationTrainer(Trainer):
         if not self.teacher_info.get("teacher") and recorded.get("teacher"):
             self.teacher_info = {key: value for key, value in recorded.items() if key != "coordinate_system"}
         self._num_coordinates = k
+        if coordinate_column in columns:  # the user's own column (ours come from checked features)
+            _check_finite_coordinates(train_dataset, coordinate_column)
         targets = None
         if coordinate_system is None or args.tcs_lsh_weight > 0:  # only then are the coordinates themselves needed
             targets = np.asarray(train_dataset.with_format("numpy")[:][coordinate_column], dtype=np.float64)
@@ -387,6 +390,8 @@ class TCSDistillationTrainer(Trainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """Save the folded student (plain model class and config), its processor, the coordinate system (`tcs/`) and
         the model card with its plots."""
+        if not self._saving_checkpoint:
+            _check_finite_weights(self.model)
         if self.tcs_head is None or self._saving_checkpoint:
             return super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
@@ -619,7 +624,14 @@ def _target_scale(
         global_scale = coordinate_system.global_scale
         feature_dim = coordinate_system.feature_dim
     else:
-        variances = targets.var(axis=0, ddof=1)
+        variances = targets.var(axis=0, ddof=1) if len(targets) > 1 else np.full(k, np.nan)
+        if not variances.mean() > 0:  # NaN for one row, 0 for the same coordinates in every row
+            raise ValueError(
+                f"The teacher coordinates of the training set ({len(targets)} rows) have zero or undefined variance, "
+                "so the target scale would be inf/NaN: a coordinate column needs at least 2 rows that differ. Compute "
+                "it over the whole training set, pass the `coordinate_system` that made it, or set "
+                "tcs_target_scaling='none'."
+            )
         global_scale = 1.0 / np.sqrt(variances.mean())
         feature_dim = k
     if scaling == "none":
@@ -680,6 +692,36 @@ def _check_training_labels(dataset: datasets.Dataset, num_labels: int) -> None:
             f"The student has {num_labels} labels but the training data has {num_classes} classes (labels "
             f"0..{num_classes - 1}): the extra {num_labels - num_classes} outputs are trained to never win. Load the "
             f"student with `num_labels={num_classes}` unless the other classes are meant to come later."
+        )
+
+
+def _check_finite_coordinates(dataset: datasets.Dataset, column: str) -> None:
+    """A NaN/inf teacher coordinate trains a NaN student while the logged loss looks fine: name the rows instead."""
+    bad, start = [], 0
+    for batch in dataset.select_columns([column]).with_format("numpy").iter(batch_size=4096):
+        values = np.asarray(batch[column], dtype=np.float64)
+        bad.extend((start + np.flatnonzero(~np.isfinite(values).all(axis=1))).tolist())
+        start += len(values)
+    if bad:
+        raise ValueError(
+            f"{len(bad)} rows of the training set's {column!r} column hold NaN or inf (rows {bad[:5]}"
+            f"{'...' if len(bad) > 5 else ''}): recompute the coordinates from finite teacher features "
+            "(`coordinate_system.add_coordinates(dataset)`) or drop those rows."
+        )
+
+
+def _check_finite_weights(model: torch.nn.Module) -> None:
+    """Refuse to save a student whose training diverged: its NaN/inf weights would give NaN logits to every user."""
+    bad = [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    if bad:
+        raise ValueError(
+            f"The student's weights hold NaN or inf ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), so it is "
+            "not saved: training diverged. Check the logged losses, lower the learning rate (or use gradient "
+            "clipping, `max_grad_norm`), and check the teacher coordinates."
         )
 
 

@@ -4,10 +4,13 @@ Each process runs the teacher pass with `precompute_teacher_features` over a dat
 over the same rows held in memory (with a fresh cache, and with `--cached-dir`, the cache of an earlier single-process
 pass), and writes what it saw to `<out>/rank<r>.npz`: the feature columns, how many rows its teacher encoded, and,
 with `--train`, the coordinate system and (rank 0) the final student weights of a `TCSDistillationTrainer` run that
-loads the teacher itself. An error is also written to `<out>/error-rank<r>.txt` before the process exits with it.
+loads the teacher itself. With `--main-first` the passes run inside `TrainingArguments.main_process_first()` instead
+(the transformers examples' idiom), and with `--unmatched-pass` rank 1 then runs one more pass that rank 0 does not.
+An error is also written to `<out>/error-rank<r>.txt` before the process exits with it.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -15,7 +18,9 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+from transformers import TrainingArguments
 
+import hf_tcs.features
 from hf_tcs import TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
 from hf_tcs.teachers import Teacher
 
@@ -70,11 +75,23 @@ def make_trainer(data: str, teacher: str, output_dir: str, batch_size: int, **co
     return TCSDistillationTrainer(model=student, args=args, train_dataset=datasets.load_from_disk(data))
 
 
-def main(data: str, teacher: str, out: Path, train: bool, batch_size: int, cached_dir: str | None) -> None:
+def main(
+    data: str,
+    teacher: str,
+    out: Path,
+    train: bool,
+    batch_size: int,
+    cached_dir: str | None,
+    main_first: bool = False,
+    unmatched_pass: bool = False,
+) -> None:
     rank = int(os.environ.get("RANK", "0"))
     rows = count_encoded_rows()
     encoder = load_teacher(teacher, device="cpu")
     results = {}
+    idiom = contextlib.nullcontext()
+    if main_first:
+        idiom = TrainingArguments(str(out / "args"), use_cpu=True, report_to="none").main_process_first()
 
     def teacher_pass(name: str, dataset: datasets.Dataset, **kwargs) -> None:
         """Record the features of one teacher pass and how many rows this process encoded for it."""
@@ -82,9 +99,10 @@ def main(data: str, teacher: str, out: Path, train: bool, batch_size: int, cache
         results[f"{name}_features"] = features_of(precompute_teacher_features(dataset, encoder, **kwargs))
         results[f"{name}_rows"] = sum(rows) - before
 
-    teacher_pass("disk", datasets.load_from_disk(data))
-    # Not file-backed: the features are cached under `cache_dir`, not next to the dataset's files.
-    teacher_pass("memory", datasets.load_from_disk(data, keep_in_memory=True), cache_dir=out / "memory_cache")
+    with idiom:
+        teacher_pass("disk", datasets.load_from_disk(data))
+        # Not file-backed: the features are cached under `cache_dir`, not next to the dataset's files.
+        teacher_pass("memory", datasets.load_from_disk(data, keep_in_memory=True), cache_dir=out / "memory_cache")
     if cached_dir:
         teacher_pass("cached", datasets.load_from_disk(data, keep_in_memory=True), cache_dir=cached_dir)
     if train:
@@ -99,6 +117,8 @@ def main(data: str, teacher: str, out: Path, train: bool, batch_size: int, cache
             state = {name: tensor.detach().numpy() for name, tensor in trainer.model.state_dict().items()}
             np.savez(out / "weights.npz", **state)
     np.savez(out / f"rank{rank}.npz", **results)
+    if unmatched_pass and rank == 1:
+        precompute_teacher_features(datasets.load_from_disk(data).select(range(8)), encoder)
 
 
 if __name__ == "__main__":
@@ -109,10 +129,24 @@ if __name__ == "__main__":
     parser.add_argument("--train", action="store_true")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cached-dir", help="cache_dir holding a single-process teacher pass of the rows in memory")
+    parser.add_argument("--main-first", action="store_true", help="run the passes inside main_process_first()")
+    parser.add_argument("--unmatched-pass", action="store_true", help="rank 1 runs a pass that rank 0 does not")
+    parser.add_argument("--wait", type=float, help="seconds a process waits for the others to enter a teacher pass")
     cli = parser.parse_args()
     datasets.disable_progress_bars()
+    if cli.wait is not None:
+        hf_tcs.features.ARRIVAL_TIMEOUT = hf_tcs.features.MAIN_PROCESS_TIMEOUT = cli.wait
     try:
-        main(cli.data, cli.teacher, cli.out, cli.train, cli.batch_size, cli.cached_dir)
+        main(
+            cli.data,
+            cli.teacher,
+            cli.out,
+            cli.train,
+            cli.batch_size,
+            cli.cached_dir,
+            cli.main_first,
+            cli.unmatched_pass,
+        )
     except Exception:
         (cli.out / f"error-rank{os.environ.get('RANK', '0')}.txt").write_text(traceback.format_exc())
         raise
