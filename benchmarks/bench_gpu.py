@@ -72,7 +72,7 @@ VIT_B = {"hidden_size": 768, "num_attention_heads": 12, "num_hidden_layers": 12}
 VIT_L = {"hidden_size": 1024, "num_attention_heads": 16, "num_hidden_layers": 24}
 FULL = {
     "image_size": 224,
-    "num_images": 1024,  # teacher pass, and the training set of the teacher-freed check
+    "num_images": 512,  # teacher pass, and the training set of the teacher-freed check (preprocessing: CPU-bound)
     "teacher_batch_size": 128,
     "batch_size": 128,
     "train_examples": 1024,  # random images of the training-step arms; the epochs repeat them
