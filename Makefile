@@ -6,7 +6,7 @@ STAMP := $(VENV)/.hf_tcs-installed
 # Offline by default: the demo and the tests never need the Hub.
 RUN := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/python
 
-.PHONY: install test demo model-cards lint bench clean
+.PHONY: install test demo model-cards lint bench bench-gpu gpu-wheels clean
 
 $(STAMP): constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,21 @@ bench: $(STAMP)
 	$(RUN) benchmarks/bench_few_shot.py --resume
 	$(RUN) benchmarks/bench_cifar10.py --resume $(if $(CIFAR10_TEACHER),--teacher_dir $(CIFAR10_TEACHER))
 	$(RUN) benchmarks/report.py
+
+# The GPU cost benchmark (benchmarks/bench_gpu.py: teacher pass, training step, teacher freed; about 4 min on one
+# H200) into benchmarks/results/bench_gpu.json and .md; SMOKE=1 runs its tiny version (seconds, any device).
+bench-gpu: $(STAMP)
+	$(RUN) benchmarks/bench_gpu.py $(if $(SMOKE),--smoke)
+
+# The wheels that benchmarks/gpu_device_run.sh installs on the device machine (Python 3.12, no registry), into the
+# ignored .gpu_wheels/ to carry there; EXTRA adds more (e.g. EXTRA=pyarrow==26.0.1).
+GPU_WHEELS := .gpu_wheels
+gpu-wheels:
+	rm -rf $(GPU_WHEELS)
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-c constraints.txt -d $(GPU_WHEELS) datasets evaluate dill==0.4.1 multiprocess==0.70.19 $(EXTRA)
+	du -sh $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) outputs

@@ -49,6 +49,7 @@ import transformers
 from online_kd import OnlineFeatureKDTrainer
 from torch import nn
 from transformers import (
+    Trainer,
     TrainerCallback,
     TrainingArguments,
     ViTConfig,
@@ -70,11 +71,13 @@ FEATURE_DIM = TEACHERS[MAIN_TEACHER][0]  # width of the random teacher features 
 KD_WEIGHT = 1.0
 
 
-def vit_config(hidden_size: int, num_attention_heads: int, image_size: int, **extra) -> ViTConfig:
-    """A 12-layer /16 ViT of the given width at ``image_size`` px, without dropout."""
+def vit_config(
+    hidden_size: int, num_attention_heads: int, image_size: int, num_hidden_layers: int = 12, **extra
+) -> ViTConfig:
+    """A /16 ViT (12 layers unless told) of the given width at ``image_size`` px, without dropout."""
     return ViTConfig(
         hidden_size=hidden_size,
-        num_hidden_layers=12,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=num_attention_heads,
         intermediate_size=4 * hidden_size,
         image_size=image_size,
@@ -164,6 +167,36 @@ def parameters_m(model: nn.Module) -> float:
     return round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
 
 
+def arm_trainer(
+    arm: str,
+    student: nn.Module,
+    dataset: datasets.Dataset,
+    coordinate_system: CoordinateSystem | None,
+    teacher: nn.Module | None,
+    training_args: dict,
+    callbacks: list[TrainerCallback],
+) -> Trainer:
+    """The trainer of one arm: ``ce`` (TCS trainer, weight 0), ``tcs`` (defaults, on the dataset's coordinates) or,
+    with ``teacher``, online feature KD; ``training_args`` are the `TrainingArguments` of every arm."""
+    if teacher is not None:
+        return OnlineFeatureKDTrainer(
+            model=student,
+            teacher=teacher,
+            kd_weight=KD_WEIGHT,
+            args=TrainingArguments(**training_args),
+            train_dataset=dataset,
+            callbacks=callbacks,
+        )
+    weight = {} if arm == "tcs" else {"tcs_loss_weight": 0.0}
+    return TCSDistillationTrainer(
+        model=student,
+        args=TCSConfig(**training_args, **weight),
+        train_dataset=dataset,
+        coordinate_system=coordinate_system,
+        callbacks=callbacks,
+    )
+
+
 def run_arm(arm: str, args: argparse.Namespace) -> dict:
     """Train one arm for ``args.max_steps`` steps in this process; return its timings and memory."""
     torch.set_num_threads(args.threads)
@@ -190,28 +223,12 @@ def run_arm(arm: str, args: argparse.Namespace) -> dict:
             seed=0,
             data_seed=0,
         )
-        if arm in ("ce", "tcs"):
-            config = TCSConfig(**common) if arm == "tcs" else TCSConfig(tcs_loss_weight=0.0, **common)
-            trainer = TCSDistillationTrainer(
-                model=student,
-                args=config,
-                train_dataset=dataset,
-                coordinate_system=coordinate_system,
-                callbacks=[timer],
-            )
-        else:
+        teacher = None
+        if arm not in ("ce", "tcs"):
             hidden_size, heads = TEACHERS[arm.removeprefix("kd-")]
             teacher = ViTModel(vit_config(hidden_size, heads, args.image_size), add_pooling_layer=False)
             teacher_params = parameters_m(teacher)
-            trainer = OnlineFeatureKDTrainer(
-                model=student,
-                teacher=teacher,
-                kd_weight=KD_WEIGHT,
-                args=TrainingArguments(**common),
-                train_dataset=dataset,
-                callbacks=[timer],
-            )
-        trainer.train()
+        arm_trainer(arm, student, dataset, coordinate_system, teacher, common, [timer]).train()
     return {
         "arm": arm,
         **timer.summary_ms(args.warmup),

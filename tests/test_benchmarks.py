@@ -234,3 +234,95 @@ def test_train_step_arms_on_a_tiny_configuration(one_thread):
         result = bench_train_step.run_arm(arm, args)
         assert result["timed_steps"] == 2 and result["step_ms"] > 0 and result["peak_rss_mb"] > 0
     assert result["teacher_params_m"] > 5  # ViT-Ti: 5.5 M parameters
+
+
+def test_gpu_benchmark_smoke(tmp_path, one_thread):
+    """`bench_gpu.py --smoke`: every section runs for real on tiny shapes (here on the CPU, with the CPU memory
+    substitute) and its JSON and markdown carry every figure and every goal."""
+    import bench_gpu
+
+    output = tmp_path / "bench_gpu.json"
+    report = bench_gpu.main(["--smoke", "--in_process", "--output", str(output)])
+    assert json.loads(output.read_text()) == report and report["smoke"] is True
+    assert {"device", "torch", "transformers", "datasets", "accelerate", "hf_tcs"} <= set(report["environment"])
+    settings = bench_gpu.SMOKE
+
+    rows = report["teacher_pass"]
+    assert [(r["teacher_size"], r["dtype"]) for r in rows] == [
+        (size, dtype) for size in ("vit-b", "vit-l") for dtype in bench_gpu.DTYPES
+    ]
+    for row in rows:
+        assert row["examples"] == settings["num_images"] and row["loop_examples_per_s"] > 0
+        assert row["precompute_examples_per_s"] > 0 and row["forward_only_images_per_s"] > 0
+        assert row["peak_memory_mb"] > 0 and row["memory_source"].startswith("VmHWM")
+    assert rows[2]["params_m"] > rows[0]["params_m"]  # the ViT-L shape is the bigger one
+    for agreement in report["feature_agreement"].values():
+        assert agreement["rows"] == 2 * settings["teacher_batch_size"] and 0.9 < agreement["cosine_min"] <= 1.0001
+
+    arms = report["train_step"]
+    assert list(arms) == bench_gpu.ARMS
+    for arm, result in arms.items():
+        assert result["timed_steps"] == settings["timed_steps"] and result["step_median_ms"] > 0
+        assert result["compute_median_ms"] > 0 and result["peak_memory_mb"] > 0
+        assert (result["teacher_params_m"] is None) == (arm in ("ce", "tcs"))
+    assert arms["kd-vit-l"]["teacher_params_m"] > arms["kd-vit-b"]["teacher_params_m"]
+
+    freed = report["teacher_freed"]
+    assert freed["teacher_pass"]["teacher_pass_s"] > 0 and freed["precomputed"]["teacher_pass_s"] is None
+    assert all(run["training_peak_mb"] > 0 for run in freed.values())
+
+    assert len(report["goals"]) == 4 + 2 + 6 + 1
+    assert all(goal["met"] in (True, False) for goal in report["goals"])
+    summary = output.with_suffix(".md").read_text()
+    assert "SMOKE" in summary and all(f"| {goal['goal']} |" in summary for goal in report["goals"])
+
+
+def test_gpu_benchmark_goals():
+    """Each goal compares the right figures, and a figure not measured is reported as such, not as met or missed."""
+    import bench_gpu
+
+    def arm(step, memory):
+        return {"step_median_ms": step, "peak_memory_mb": memory}
+
+    report = {
+        "teacher_pass": [{"teacher_size": "vit-b", "dtype": "bfloat16", "overhead_pct": 12.0}],
+        "feature_agreement": {"vit-l": {"cosine_min": 0.9995}},
+        "train_step": {
+            "ce": arm(100.0, 1000.0),
+            "tcs": arm(104.0, 1100.0),
+            "kd-vit-b": arm(200.0, 1500.0),
+            "kd-vit-l": arm(400.0, None),
+        },
+        "teacher_freed": {"teacher_pass": {"training_peak_mb": 1005.0}, "precomputed": {"training_peak_mb": 1000.0}},
+    }
+    goals = {goal["goal"]: (goal["value"], goal["met"]) for goal in bench_gpu.goals(report)}
+    assert goals["teacher pass overhead over the encode loop, ViT-B/16 bfloat16 (%)"] == (12.0, False)
+    assert goals["bf16 vs fp32 features, ViT-L/16: lowest cosine of a row"] == (0.9995, True)
+    assert goals["TCS / cross-entropy, median step time"] == (1.04, True)
+    assert goals["TCS / cross-entropy, peak memory"] == (1.1, False)
+    assert goals["TCS / online KD (ViT-B), median step time"] == (0.52, False)
+    assert goals["TCS / online KD (ViT-L), median step time"] == (0.26, True)  # lower than with ViT-B
+    assert goals["TCS / online KD (ViT-B), peak memory"] == (0.733, True)
+    assert goals["TCS / online KD (ViT-L), peak memory"] == (None, None)  # not measured
+    assert goals["teacher freed: training peak memory, own teacher pass / precomputed"] == (1.005, True)
+
+
+def test_gpu_benchmark_cpu_memory_substitute(monkeypatch, tmp_path):
+    """Without a GPU, peak memory is the resident-set high-water mark since the last reset; where it cannot be reset,
+    the figure is not available (None) instead of a wrong one."""
+    import bench_gpu
+
+    if not bench_gpu.CLEAR_REFS.exists():
+        pytest.skip("no /proc/self/clear_refs (not Linux)")
+    memory = bench_gpu.PeakMemory(torch.device("cpu"))
+    memory.reset()
+    low = memory.peak_mb()
+    # 128 MiB, resident once written: above glibc's largest mmap threshold (32 MiB), so fresh pages, never reused ones.
+    block = np.ones(2**27 // 8)
+    assert memory.peak_mb() - low > 100 and memory.current_mb() - low > 100
+    del block
+    memory.reset()
+    assert memory.peak_mb() < low + 100  # the reset forgets the freed block
+    monkeypatch.setattr(bench_gpu, "CLEAR_REFS", tmp_path / "missing" / "clear_refs")
+    memory.reset()
+    assert memory.peak_mb() is None and memory.source.startswith("VmHWM")
