@@ -111,13 +111,13 @@ def test_num_components_refuses_ambiguous_and_impossible_values(value):
 
 def test_num_components_1_means_one_coordinate_on_the_command_line_and_in_yaml(tmp_path):
     common = ["--student_model_name_or_path", "vit", "--output_dir", str(tmp_path), "--use_cpu"]
-    (_, _, config), _ = command_parser("distill").parse_args_and_config(["--tcs_num_components", "1", *common])
+    (_, _, config, _), _ = command_parser("distill").parse_args_and_config(["--tcs_num_components", "1", *common])
     assert config.tcs_num_components == 1 and isinstance(config.tcs_num_components, int)
     path = tmp_path / "job.yaml"
     path.write_text("tcs_num_components: 1\n")
-    (_, _, config), _ = command_parser("distill").parse_args_and_config(["--config", str(path), *common])
+    (_, _, config, _), _ = command_parser("distill").parse_args_and_config(["--config", str(path), *common])
     assert config.tcs_num_components == 1 and isinstance(config.tcs_num_components, int)
-    (_, _, config), _ = command_parser("distill").parse_args_and_config(["--tcs_num_components", "all", *common])
+    (_, _, config, _), _ = command_parser("distill").parse_args_and_config(["--tcs_num_components", "all", *common])
     assert config.tcs_num_components is None
 
 
