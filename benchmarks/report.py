@@ -298,6 +298,25 @@ def text_teachers_section(name: str, data: dict, plots: Path) -> list[str]:
     ]
 
 
+def efficientnet_probe_section(name: str, data: dict, plots: Path) -> list[str]:
+    """offline_teachers.py --probe: the linear probe of both EfficientNet-Lite0 conversions and of a random network."""
+    rows = ["| network | linear probe accuracy |", "|---|---|"]
+    for key, value in data.items():
+        if isinstance(value, dict) and "accuracy" in value:
+            rows.append(f"| {key} | {pct(value['accuracy'])} |")
+    return [
+        "## EfficientNet-Lite0 (ImageNet-1k supervised) converted from its wheel: linear probe on CIFAR-10",
+        "",
+        f"Logistic regression on the 1280-d features of {count(data.get('train_examples'))} training images, tested "
+        f"on {count(data.get('test_examples'))} test images (seed-0 subsets).",
+        "",
+        *rows,
+        "",
+        provenance(name, data),
+        "",
+    ]
+
+
 def train_step_section(name: str, data: dict, plots: Path) -> list[str]:
     s, results = data.get("settings", {}), data.get("results", {})
     ce = results.get("ce", {}).get("step_ms")
@@ -376,6 +395,7 @@ SECTIONS = {
     "few_shot": few_shot_section,
     "cifar10": cifar10_section,
     "text_teachers": text_teachers_section,
+    "efficientnet_probe": efficientnet_probe_section,
     "train_step": train_step_section,
     "teacher_pass": teacher_pass_section,
     "coordinates": coordinates_section,

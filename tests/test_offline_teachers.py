@@ -95,9 +95,23 @@ def test_same_size_damage_needs_the_hash_check(tmp_path, builder):
     assert len(builder.builds) == 2 and weights.read_bytes() == FILES["fake-model/weights.bin"]
 
 
-def test_a_folder_without_a_required_file_is_not_complete(tmp_path, builder):
+def test_a_folder_without_a_required_file_or_for_another_identity_is_not_complete(tmp_path, builder):
     folder = builder(tmp_path)
     assert not is_complete(folder, required=("config.json", "tokenizer.json"))
+    assert is_complete(folder, identity=None) and not is_complete(folder, identity={"architecture": "other"})
+
+
+def test_a_folder_built_for_another_identity_is_rebuilt(tmp_path, archive_parts):
+    parts, expected = archive_parts
+    builds = []
+
+    def build(folder: Path) -> dict:
+        builds.append(folder)
+        return build_from_zip_parts(folder, parts, expected, "fake-model", "fake.zip")
+
+    for identity in ({"architecture": "a"}, {"architecture": "a"}, {"architecture": "b"}):
+        folder = ensure_folder("fake-model", build, ("config.json",), tmp_path, identity=identity)
+    assert len(builds) == 2 and json.loads((folder / MANIFEST).read_text())["identity"] == {"architecture": "b"}
 
 
 def test_wrong_sources_are_refused_and_nothing_is_cached(tmp_path, archive_parts):
