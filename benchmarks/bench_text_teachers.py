@@ -129,20 +129,12 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--online_kd_seeds", type=int, nargs="+", default=None, help="Default: --seeds.")
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--teacher", default=None, help="A sentence-transformers folder; default all-mpnet-base-v2.")
     parser.add_argument(
         "--student_tokenizer", default=None, help="all-MiniLM-L6-v2's folder (tokenizer and the pretrained students)."
     )
-    parser.add_argument("--data_dir", default=str(DATA_DIR), help="train.csv, test.csv, categories.json")
-    parser.add_argument("--max_train_samples", type=int, default=None)
-    parser.add_argument("--max_test_samples", type=int, default=None)
     parser.add_argument("--latency_repeats", type=int, default=20)
-    parser.add_argument("--output", default=None)
-    parser.add_argument("--resume", action="store_true", help="Keep the runs of --output; run only the missing ones.")
-    parser.add_argument(
-        "--in_process", action="store_true", help="No subprocess per run (tests): memory not isolated."
-    )
-    parser.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job file in this process
+    harness.add_data_arguments(parser)  # --teacher, --data_dir, --max_*_samples, --output, --resume, ...
+    parser.set_defaults(teacher=None)  # all-mpnet-base-v2 from offline_teachers.py
     args = parser.parse_args(argv)
     if args.job:
         return harness.run_job_file(args.job, run_job)
@@ -217,7 +209,15 @@ def main(argv: list[str] | None = None) -> dict | None:
             if seed in (kd_seeds if arm == "online_kd" else args.seeds)
         ]
         harness.run_jobs(
-            report, jobs, ("arm", "seed"), output, Path(__file__), run_job, harness.summarise_runs, args.in_process
+            report,
+            jobs,
+            ("arm", "seed"),
+            output,
+            Path(__file__),
+            run_job,
+            harness.summarise_runs,
+            in_process=args.in_process,
+            remeasure=args.remeasure,
         )
 
     harness.print_summary(report, output)
