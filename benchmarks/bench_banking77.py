@@ -342,9 +342,12 @@ def timed_teacher_pass(
 # ---- Banking77 ------------------------------------------------------------------------------------------------------
 
 
-def random_basis_coordinates(splits: datasets.DatasetDict, seed: int) -> tuple[datasets.DatasetDict, CoordinateSystem]:
-    """Coordinates in a random orthonormal basis of the same k as the PCA default, globally scaled like it."""
-    pca = CoordinateSystem.fit(splits["train"], num_components=0.95)
+def random_basis_coordinates(
+    splits: datasets.DatasetDict, seed: int, num_components: float | int | None = 0.95
+) -> tuple[datasets.DatasetDict, CoordinateSystem]:
+    """Coordinates in a random orthonormal basis of the same k as the PCA one of ``num_components`` (default: the
+    library's), globally scaled like it."""
+    pca = CoordinateSystem.fit(splits["train"], num_components=num_components)
     train = splits["train"].select_columns(["teacher_features"]).with_format("numpy")[:]
     features = np.asarray(train["teacher_features"], dtype=np.float64)
     basis, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((pca.feature_dim, pca.num_components)))

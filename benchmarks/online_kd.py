@@ -71,7 +71,8 @@ class RawColumnsCollator:
         features = [dict(example) for example in features]
         # An evaluation set may leave the raw column out: the teacher does not run in evaluation.
         raw = {column: [example.pop(column, None) for example in features] for column in self.columns}
-        return {**self.collator(features), **raw}
+        # An inner collator that makes the raw column itself (the augmented views the student sees) wins.
+        return {**raw, **self.collator(features)}
 
 
 def accuracy(eval_prediction) -> dict[str, float]:

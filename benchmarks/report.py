@@ -250,6 +250,73 @@ def cifar10_section(name: str, data: dict, plots: Path) -> list[str]:
     ]
 
 
+def text_teachers_section(name: str, data: dict, plots: Path) -> list[str]:
+    """bench_text_teachers.py: the arm table (student: arm) and each model's parameters and CPU latency."""
+    s = data.get("settings", {})
+    plot = plots / (Path(name).stem.removeprefix("bench_") + ".png")
+    cost_figure(data, "Banking77, all-mpnet-base-v2 teacher", plot)
+    budget = f"{s['max_steps']} steps" if s.get("max_steps") else f"{s.get('epochs', '?'):g} epochs"
+    costs = data.get("inference", {})
+    teacher = costs.get("teacher", {})
+    probe = data.get("teacher_probe_accuracy")
+    rows = ["| model | parameters | latency, batch 1 | latency, batch 64 | TCS accuracy / teacher probe |"]
+    rows.append("|---|---|---|---|---|")
+    for model, cost in costs.items():
+        if not isinstance(cost, dict) or "latency" not in cost:
+            continue
+        tcs = data.get("summary", {}).get(f"{model}:tcs", {}).get("test_accuracy_mean")
+        kept = "–" if model == "teacher" or tcs is None or not probe else f"{tcs / probe:.0%}"
+        name_cell = f"teacher ({s.get('teacher', '?')})" if model == "teacher" else model
+        rows.append(
+            f"| {name_cell} | {cost['parameters'] / 1e6:.1f} M | {num(cost['latency']['1']['median_ms'], 1, ' ms')} | "
+            f"{num(cost['latency']['64']['median_ms'], 0, ' ms')} | {kept} |"
+        )
+    if teacher:
+        rows.append("")
+        rows.append(
+            f"Latency: median of {teacher['latency']['1']['repeats']} CPU forwards on Banking77 test texts "
+            f"({teacher['threads']} threads, load average {teacher['load_average']}); students truncate to "
+            f"{costs.get('student_max_length', '?')} tokens, the teacher to {teacher.get('max_length', '?')}."
+        )
+    return [
+        "## Banking77 with a big teacher (all-mpnet-base-v2) into small students",
+        "",
+        f"Students: {'; '.join(f'`{k}` {v}' for k, v in s.get('students', {}).items())}; {budget}, batch "
+        f"{s.get('batch_size', '?')}, {count(s.get('train_examples'))} training / {count(s.get('test_examples'))} "
+        "test texts. Arms with fewer runs than seeds show their n.",
+        "",
+        *arm_table(data),
+        "",
+        *rows,
+        "",
+        teacher_pass_line(data, "texts"),
+        "",
+        provenance(name, data),
+        "",
+        f"![Banking77, big teacher](plots/{plot.name})",
+        "",
+    ]
+
+
+def efficientnet_probe_section(name: str, data: dict, plots: Path) -> list[str]:
+    """offline_teachers.py --probe: the linear probe of both EfficientNet-Lite0 conversions and of a random network."""
+    rows = ["| network | linear probe accuracy |", "|---|---|"]
+    for key, value in data.items():
+        if isinstance(value, dict) and "accuracy" in value:
+            rows.append(f"| {key} | {pct(value['accuracy'])} |")
+    return [
+        "## EfficientNet-Lite0 (ImageNet-1k supervised) converted from its wheel: linear probe on CIFAR-10",
+        "",
+        f"Logistic regression on the 1280-d features of {count(data.get('train_examples'))} training images, tested "
+        f"on {count(data.get('test_examples'))} test images (seed-0 subsets).",
+        "",
+        *rows,
+        "",
+        provenance(name, data),
+        "",
+    ]
+
+
 def train_step_section(name: str, data: dict, plots: Path) -> list[str]:
     s, results = data.get("settings", {}), data.get("results", {})
     ce = results.get("ce", {}).get("step_ms")
@@ -327,6 +394,8 @@ SECTIONS = {
     "banking77": banking77_section,
     "few_shot": few_shot_section,
     "cifar10": cifar10_section,
+    "text_teachers": text_teachers_section,
+    "efficientnet_probe": efficientnet_probe_section,
     "train_step": train_step_section,
     "teacher_pass": teacher_pass_section,
     "coordinates": coordinates_section,

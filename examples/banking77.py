@@ -88,6 +88,8 @@ def train_student(
     coordinate_system: CoordinateSystem | None = None,
     trainer_class=TCSDistillationTrainer,
     callbacks: list | None = None,
+    student: torch.nn.Module | None = None,
+    learning_rate: float = 5e-4,
     **tcs_options,
 ) -> tuple[TCSDistillationTrainer, dict]:
     """Train a student with `TCSDistillationTrainer` (tcs_loss_weight=0 gives plain cross-entropy) and test it.
@@ -95,14 +97,15 @@ def train_student(
     `coordinate_system` (fitted on the training features) is used instead of the trainer's own fit, e.g. to carry
     the teacher's provenance into the model card. `trainer_class` (called with the `Trainer` arguments; e.g. a
     `functools.partial` of another distillation trainer) and `callbacks` serve the benchmarks. Returns the trainer and
-    a result dict: test accuracy, training wall time and time per step.
+    a result dict: test accuracy, training wall time and time per step. ``student`` (default: `make_student`, from
+    scratch) and ``learning_rate`` serve students of other sizes and pretrained ones (bench_text_teachers.py).
     """
     args = TCSConfig(
         output_dir=output_dir,
         num_train_epochs=epochs,
         per_device_train_batch_size=32,
         per_device_eval_batch_size=128,
-        learning_rate=5e-4,
+        learning_rate=learning_rate,
         weight_decay=0.01,
         warmup_steps=0.06,
         lr_scheduler_type="linear",
@@ -115,7 +118,8 @@ def train_student(
         dataloader_num_workers=0,
         **tcs_options,
     )
-    student = make_student(len(tokenizer), splits["train"].features["label"].num_classes, seed)
+    if student is None:
+        student = make_student(len(tokenizer), splits["train"].features["label"].num_classes, seed)
     test = splits["test"].remove_columns([c for c in ("teacher_features",) if c in splits["test"].column_names])
     trainer = trainer_class(
         model=student,

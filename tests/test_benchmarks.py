@@ -23,11 +23,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_banking77  # noqa: E402
 import bench_cifar10  # noqa: E402
 import bench_few_shot  # noqa: E402
+import bench_text_teachers  # noqa: E402
+import inference_cost  # noqa: E402
 import report  # noqa: E402
 
 BANKING77_ARMS = ["ce", "tcs", "online_kd", "random_basis"]
-CIFAR10_ARMS = ["ce", "tcs", "online_kd", "random_basis"]
-TINY_VIT_STUDENT = {"student_hidden_size": 32, "student_layers": 1}
+CIFAR10_ARMS = ["ce", "tcs", "online_kd", "random_basis", "tcs@views=2,k=4", "tailoring@importance=total,drop=0.5"]
+TINY_RESNET_STUDENT = {"student_width": 4, "student_blocks": 1}
 
 
 @pytest.fixture
@@ -116,7 +118,9 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
     # 2 labelled texts per intent; in the pool arms repeated to half of the stream with the other 462 - 154 texts.
     assert labelled_run["train_examples"] == 2 * 77 and pool_run["train_examples"] == 2 * (462 - 2 * 77)
 
-    images = cli("in_process", data_dir=DATA_DIR / "cifar10_sample.parquet", max_steps=2, **TINY_VIT_STUDENT)
+    images = cli(
+        "in_process", data_dir=DATA_DIR / "cifar10_sample.parquet", max_steps=2, seeds=0, **TINY_RESNET_STUDENT
+    )
     cifar10 = bench_cifar10.main(
         images
         + cli(
@@ -129,10 +133,17 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
     )
     _check_arm_runs(cifar10, [(arm, 0) for arm in CIFAR10_ARMS])
     assert cifar10["cost_only"] is False
+    runs = {run["arm"]: run for run in cifar10["runs"]}
+    assert runs["tcs@views=2,k=4"]["train_rows"] == 2 * 64 and runs["tcs@views=2,k=4"]["active_coordinates"] == 4
+    assert runs["tcs"]["train_rows"] == 64 and runs["tcs"]["final_tcs_loss"] > 0
+    assert runs["ce"]["final_tcs_loss"] is None
+    assert runs["online_kd"]["kd_weight"] == 4.0
+    assert cifar10["teacher_spectrum"]["feature_dim"] == 32
     # Without a teacher folder: a random DINO-shaped teacher (the smallest shape here), labelled cost only.
     random_teacher = bench_cifar10.main(
         images
         + cli(
+            "random_teacher",
             random_teacher_size="vit-ti",
             random_teacher_image_size=32,
             max_train_samples=32,
@@ -149,10 +160,10 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
     banking77_table, few_shot_table = sections["Banking77"], sections["Banking77 few-shot"]
     cifar10_table = sections[f"CIFAR-10, {teacher_dirs['dino']}"]
     random_teacher_table = next(section for title, section in sections.items() if "COST ONLY" in title)
-    for table in (banking77_table, cifar10_table):
+    for table, labels in ((banking77_table, bench_banking77.ARM_LABELS), (cifar10_table, cifar10["arms"])):
         assert "| teacher linear probe |" in table
         for arm in BANKING77_ARMS:
-            assert f"| {bench_banking77.ARM_LABELS[arm]} | " in table
+            assert f"| {labels[arm]} | " in table
     assert "One-off teacher pass over the 200 training texts (cache bypassed)" in banking77_table
     assert all(f"| {label} | " in few_shot_table for label in bench_few_shot.ARMS.values())
     rows = [line for line in random_teacher_table.splitlines() if line.startswith("| ") and "| arm |" not in line]
@@ -326,3 +337,88 @@ def test_gpu_benchmark_cpu_memory_substitute(monkeypatch, tmp_path):
     monkeypatch.setattr(bench_gpu, "CLEAR_REFS", tmp_path / "missing" / "clear_refs")
     memory.reset()
     assert memory.peak_mb() is None and memory.source.startswith("VmHWM")
+
+
+def test_cifar10_arm_names_and_their_options():
+    arm = bench_cifar10.Arm.parse("tailoring@importance=total,selection=spread,drop=0.4,k=64,weight=1")
+    options = arm.options()
+    assert options["tcs_importance_loss"] == "total" and options["tcs_drop_ratio"] == 0.4
+    assert options["tcs_selection_steps"] == 0.2 and options["tcs_selection_rounds"] == 4
+    assert options["tcs_num_components"] == 64 and options["tcs_loss_weight"] == 1.0
+    assert bench_cifar10.Arm.parse("tcs@k=all").options()["tcs_num_components"] is None
+    assert bench_cifar10.Arm.parse("tcs@k=0.9").options()["tcs_num_components"] == 0.9
+    assert bench_cifar10.Arm.parse("ce@views=4").views == 4
+    assert "importance total" in arm.label() and "k = 64" in arm.label()
+    for bad in ("tsc", "tcs@views=0", "tcs@importance=loss", "online_kd@k=8", "tcs@depth=3"):
+        with pytest.raises(ValueError, match="arm|Arm"):
+            bench_cifar10.Arm.parse(bad)
+
+
+def test_cifar10_augmentation_crops_and_flips_and_the_views_round_trip():
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.rand(64, 3, 8, 8) * 2 - 1
+    augmented = bench_cifar10.augment(pixels, generator)
+    assert augmented.shape == pixels.shape
+    # Every output is a shifted (by at most the padding) and maybe flipped copy, padded with black (-1).
+    padded = torch.nn.functional.pad(pixels, (4,) * 4, value=-1.0)
+    for image, source in zip(augmented, padded, strict=True):
+        candidates = [source[:, dy : dy + 8, dx : dx + 8] for dy in range(9) for dx in range(9)]
+        assert any(torch.equal(image, c) or torch.equal(image, c.flip(-1)) for c in candidates)
+    assert not torch.equal(augmented, pixels)
+    # The images an online teacher reads are the student's pixels, exactly.
+    quantised = torch.randint(0, 256, (2, 3, 8, 8)).float() / 255 * 2 - 1
+    back = np.stack([np.asarray(image) for image in bench_cifar10.to_images(quantised)])
+    torch.testing.assert_close(torch.as_tensor(back).permute(0, 3, 1, 2).float() / 255 * 2 - 1, quantised)
+
+
+def test_cifar10_collator_augments_only_while_training():
+    features = [{"pixel_values": np.zeros((3, 8, 8), np.float32) + i / 10, "label": i} for i in range(4)]
+    collator = bench_cifar10.AugmentingCollator(True, seed=0, raw_column="image")
+    batch = collator(features)
+    assert (batch["pixel_values"] == -1.0).any() and len(batch["image"]) == 4  # padding shows: augmented
+    collator.eval()
+    batch = collator(features)
+    assert "image" not in batch and torch.equal(batch["pixel_values"][1], torch.full((3, 8, 8), 0.1))
+
+
+def test_text_teachers_students_arms_and_inference_cost(tmp_path, teacher_dirs, banking77_dir, one_thread):
+    tiny = teacher_dirs["minilm"]  # a tiny BERT sentence encoder: teacher, tokenizer and pretrained students here
+    options = dict(teacher=tiny, student_tokenizer=tiny, data_dir=banking77_dir, max_train_samples=200)
+    options |= dict(max_test_samples=40, max_steps=2, latency_repeats=2, output=tmp_path / "text.json")
+    data = bench_text_teachers.main(cli("in_process", **options, seeds=0, arms=["ce", "tcs", "online_kd"]))
+    students = list(bench_text_teachers.STUDENTS)
+    _check_arm_runs(data, [(f"{s}:{a}", 0) for s in students for a in ("ce", "tcs", "online_kd")])
+    costs = data["inference"]
+    for name in [*students, "teacher"]:
+        assert costs[name]["parameters"] > 0 and set(costs[name]["latency"]) == {"1", "64"}
+        assert costs[name]["latency"]["1"]["median_ms"] > 0
+    # minilm_l2 keeps the first 2 of the (here 2-layer) encoder's layers; scratch_l2 is the 256-wide BERT.
+    assert costs["scratch_l2"]["parameters"] != costs["minilm_l2"]["parameters"]
+    # --resume with fewer online-KD seeds: seed 1 adds only CE and TCS runs; latency is not measured again.
+    again = bench_text_teachers.main(
+        cli(
+            "in_process",
+            "resume",
+            **options,
+            seeds=1,
+            online_kd_seeds=0,
+            arms=["ce", "online_kd"],
+            students="minilm_l2",
+        )
+    )
+    assert sorted(r["arm"] for r in again["runs"] if r["seed"] == 1) == ["minilm_l2:ce"]
+    assert again["inference"] == costs and again["teacher_pass"] == data["teacher_pass"]
+    markdown = report.main(["--results", str(tmp_path)]).read_text()
+    assert "Banking77 with a big teacher" in markdown and "| teacher (" in markdown
+
+
+def test_inference_cost_counts_shared_parameters_once_and_restores_the_mode():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    model[1].weight = model[0].weight
+    assert inference_cost.count_parameters(model) == 16 + 4 + 4
+    model.train()
+    cost = inference_cost.inference_cost(model, lambda n: {"input": torch.zeros(n, 4)}, batch_sizes=(1, 3), repeats=3)
+    assert model.training and cost["latency"]["3"]["repeats"] == 3
+    assert cost["latency"]["1"]["min_ms"] <= cost["latency"]["1"]["median_ms"] <= cost["latency"]["1"]["max_ms"]
+    with pytest.raises(ValueError, match="at least one"):
+        inference_cost.latency_ms(lambda: None, repeats=0)

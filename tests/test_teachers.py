@@ -147,3 +147,14 @@ def test_bad_arguments_say_what_to_do(teacher_dirs, tmp_path):
     load_teacher(teacher_dirs["dino"]).model.save_pretrained(no_processor)
     with pytest.raises(ValueError, match="processor="):
         load_teacher(no_processor)
+
+
+def test_timm_model_object_with_batchnorm_gets_a_weights_hash(cifar10_sample):
+    import timm
+
+    # BatchNorm's num_batches_tracked is a 0-d int64 tensor: hashing it once crashed load_teacher.
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    teacher = load_teacher(model)
+    assert teacher.backend == "timm" and teacher.weights_id.startswith("sha256:")
+    assert load_teacher(model).weights_id == teacher.weights_id
+    assert teacher.encode(cifar10_sample["image"][:2]).shape == (2, model.num_features)
