@@ -13,7 +13,7 @@ benchmarks/online_kd.py). Budget: 4 epochs, batch 32, AdamW, linear schedule (ex
 learning rates above are the only per-student setting, chosen before any run, not tuned on the test set).
 
 Also measured, once per results file: for every student and the teacher, the parameter count and the CPU latency of
-one forward pass at batch 1 and 64 (median of repeated runs on real test texts; benchmarks/inference_cost.py).
+one forward pass at batch 1 and 64 (median of repeated runs on real test texts; examples/inference_cost.py).
 
 Runs are keyed `student:arm` x seed (bench_banking77.py's harness: a subprocess per run, JSON after every run,
 `--resume`). `--online_kd_seeds` runs the costly online-KD arm on fewer seeds (the table then shows its n).
