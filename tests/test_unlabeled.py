@@ -4,9 +4,8 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from test_trainer import make_args, train_and_grads
+from test_trainer import assert_same_weights, interrupt_and_resume, make_args, train_and_grads
 from tiny_models import make_student
-from transformers import TrainerCallback
 
 from hf_tcs import CoordinateSystem, TCSDistillationTrainer
 from hf_tcs.losses import coordinate_loss
@@ -157,18 +156,9 @@ def test_resumed_run_with_a_pool_ends_like_an_uninterrupted_one(tmp_path, labell
 
     full = run("full")
     full.train()
-
-    class StopAtThree(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            control.should_training_stop = state.global_step == 3
-
-    interrupted = run("resumed", callbacks=[StopAtThree()])
-    interrupted.train()
-    resumed = run("resumed")
-    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-3"))
+    interrupted, resumed = interrupt_and_resume(run, tmp_path / "resumed")
     assert interrupted.drawn_pool_rows() + resumed.drawn_pool_rows() == full.drawn_pool_rows()
-    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+    assert_same_weights(full.model, resumed.model)
 
 
 def test_coordinate_system_is_fitted_on_labelled_and_pool_features_unless_told_otherwise(

@@ -341,7 +341,14 @@ class TCSDistillationTrainer(Trainer):
             self._signature_columns.append(self.args.tcs_coordinate_column)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        # The pool's micro-batch rides along with the labelled one: `_prepare_inputs` moves it to the device too.
+        """Add the pool's micro-batch to the labelled one (`_prepare_inputs` moves it to the device too).
+
+        Hooked here, not in `get_train_dataloader`, so that the labelled dataloader stays transformers' own: its
+        sampler, `accelerate`'s sharding (`BatchSamplerShard`: rank r of W takes labelled batches r, r + W, ...),
+        the epoch length and the batches skipped on resume are untouched (read in transformers 5.24 /
+        accelerate 1.15). The pool is drawn by position instead (`_unlabeled_batch`), in the same rank-interleaved
+        order. Relies on Trainer's `_train_batch_size` and `_remove_unused_columns`.
+        """
         if self.unlabeled_dataset is not None and self.tcs_head is not None:
             inputs = {**inputs, _UNLABELED_KEY: self._unlabeled_batch()}
         return super().training_step(model, inputs, num_items_in_batch)
