@@ -60,7 +60,8 @@ class TCSConfig(TrainingArguments):
             `per_device_train_batch_size` labelled examples is joined by `round(ratio x per_device_train_batch_size)`
             (at least 1) examples of the pool, so every optimizer step takes a labelled batch of the usual size
             *and* an unlabelled one. Being a ratio, it keeps 1 x B, 2 x B/2 (gradient accumulation) and 2 processes
-            x B/2 equal. An epoch stays an epoch of the labelled set; the pool is cycled, reshuffled at each pass.
+            x B/2 equal (exactly so when ratio x each micro-batch size is a whole number). An epoch stays an epoch
+            of the labelled set; the pool is cycled, reshuffled at each pass.
         tcs_fit_on_unlabeled (`bool`, *optional*, defaults to `True`):
             Fit the coordinate system on the features of the labelled examples and the pool (with few labels the
             PCA needs the pool: there may be fewer labelled examples than feature dimensions); `False` fits it on
