@@ -418,15 +418,26 @@ def run_job(job: dict) -> dict:
     return {**result, **step_timing(timer), **memory_since(baseline), **extra}
 
 
-def prepare_banking77(args: argparse.Namespace, workspace: Path, fresh_teacher_pass: bool) -> dict:
-    """Load the splits, run the teacher pass and probe, tokenise and save them under ``workspace`` for the jobs."""
+def prepare_banking77(
+    args: argparse.Namespace,
+    workspace: Path,
+    fresh_teacher_pass: bool,
+    teacher: str | Path | None = None,
+    tokenizer: str | Path | None = None,
+) -> dict:
+    """Load the splits, run the teacher pass and probe, tokenise and save them under ``workspace`` for the jobs.
+
+    The teacher is ``teacher`` (default: ``args.teacher``); the student inputs come from the tokenizer of the folder
+    ``tokenizer`` (default: the teacher's).
+    """
+    teacher_name = teacher or args.teacher
     splits = load_banking77(args.max_train_samples, args.data_dir)
     if args.max_test_samples:
         test = splits["test"].shuffle(seed=0)
         splits["test"] = test.select(range(min(args.max_test_samples, len(test))))
-    splits, teacher_pass, teacher = timed_teacher_pass(splits, args.teacher, 128, fresh_teacher_pass)
+    splits, teacher_pass, teacher = timed_teacher_pass(splits, teacher_name, 128, fresh_teacher_pass)
     probe_accuracy = teacher_probe(splits["train"], splits["test"])
-    splits, _ = tokenize(splits, args.teacher)
+    splits, _ = tokenize(splits, tokenizer or teacher_name)
     splits.save_to_disk(workspace / "splits")
     return {
         "splits": splits,

@@ -1,32 +1,40 @@
-"""Practical few-shot on Banking77: a few labels per intent, with and without the rest of the training set unlabelled.
+"""Practical few-shot on Banking77: a few labels per intent, with the other training texts as an unlabelled pool.
 
-What it measures: the test accuracy (mean ± sample std over seeds) of the 2-layer BERT student of bench_banking77.py
-with 5 and 10 labelled texts per intent (chosen per intent with the seed; the same labelled set in every arm), in the
-arms
+What it measures: the test accuracy (mean ± sample std over seeds) with 5 and 10 labelled texts per intent (chosen
+per intent with the seed: the same labelled examples in every arm), in two settings:
+- `scratch`: the 2-layer BERT of bench_banking77.py from scratch, with the teacher's tokenizer; teacher
+  all-MiniLM-L6-v2 (`--teacher`);
+- `pretrained`: the pretrained all-MiniLM-L6-v2 weights as the student (`--student_dir`, with a new classifier) and
+  all-mpnet-base-v2 as the teacher (`--teacher_dir`, a sentence-transformers folder; when it is missing the
+  setting runs with `--teacher` instead and the results say which teacher each run had);
+and the arms
 - `ce`: cross-entropy on the labelled examples;
-- `tcs_labelled`: TCS on the labelled examples only (their own coordinate system);
-- `tcs_pool`: TCS on the labelled examples plus every other training text as an unlabelled pool (label -100: the
-  coordinate loss only), with the coordinate system fitted on the features of the whole training set (pool +
-  labelled);
-- `tcs_pool_cs_labelled`: the same data, the coordinate system fitted on the labelled examples' features only;
-and the teacher's linear probe trained on the same labelled examples (`teacher_probe`, logistic regression on their
-teacher features). The teacher pass over the whole training set is the same as bench_banking77.py's (cached).
+- `tcs_labelled`: TCS on the labelled examples only (coordinate system fitted on their features);
+- `tcs_pool`: TCS with every other training text as the trainer's unlabelled pool
+  (`TCSDistillationTrainer(unlabeled_dataset=...)`, the trainer's defaults): every optimizer step takes the
+  labelled batch of 32 *and* 32 pool texts (`tcs_unlabeled_ratio=1`, coordinate loss only), and the coordinate
+  system is fitted on the labelled + pool features;
+- `teacher_probe`: the teacher's linear probe (logistic regression on the teacher features) of the labelled examples.
 
-Budget: every arm trains for the same number of optimizer steps (`--max_steps`, default 250, batch 32, AdamW lr 5e-4
-with 6 % warm-up and linear decay): the labelled-only arms see their 385 / 770 examples about 21 / 10 times; in the
-pool arms the labelled set is repeated so that it makes half of the training stream (`--labelled_share 0.5`; the
-natural share, 4 / 8 %, would let the pool crowd out the labels), which gives them half the labelled passes and about
-0.4 pass over the pool.
+Budget: every trained arm of a setting takes the same number of optimizer steps of batch 32 (`--max_steps` from
+scratch, lr 5e-4; `--pretrained_max_steps` for the pretrained student, lr 1e-4; AdamW, 6 % warm-up, linear decay).
+The runs of `--curve_seed` also evaluate on the test set at every tenth of their budget: the accuracy-vs-steps curve
+(in each run's `curve`) shows whether the budget lets every arm converge. The default 600 steps from scratch are the
+budget of the project's earlier prototype (cross-entropy 65.2 %, TCS 68.9 %, TCS + pool 74.4 % at 10 labels per
+intent), 2.4 times the 250 steps of this benchmark's first version.
 
-How: as bench_banking77.py (the harness is its own): the splits are prepared once, every shots x arm x seed runs in a
-fresh subprocess, results go to benchmarks/results/bench_few_shot.json after every run, `--resume` keeps the runs of
-an existing file with the same settings.
+How: the harness of bench_banking77.py: the splits of each setting (teacher pass, usually from the cache, and
+tokenisation) are prepared once, every setting x shots x arm x seed runs in a fresh subprocess, results go to
+benchmarks/results/bench_few_shot.json after every run, and `--resume` keeps the runs of an existing file with the
+same settings (runs are keyed by setting, teacher, shots, arm and seed).
 
 Usage:
-    python benchmarks/bench_few_shot.py --resume [--shots 5 10] [--seeds 0 1 2] [--max_steps 250]
-        [--arms ce tcs_labelled tcs_pool tcs_pool_cs_labelled] [--labelled_share 0.5]
-        [--teacher PATH] [--data_dir DIR] [--max_train_samples N] [--max_test_samples N] [--output FILE] [--in_process]
-Expected duration on 2 CPU cores: about 50 s per run (40 s of training, start-up and test), 24 runs: about 20 min.
+    python benchmarks/bench_few_shot.py --resume [--settings scratch pretrained] [--shots 5 10] [--seeds 0 1 2]
+        [--arms ce tcs_labelled tcs_pool] [--max_steps 600] [--pretrained_max_steps 300] [--curve_seed 0]
+        [--teacher PATH] [--teacher_dir PATH] [--student_dir PATH] [--data_dir DIR]
+        [--max_train_samples N] [--max_test_samples N] [--output FILE] [--in_process]
+Expected duration on 2 shared CPU cores: see the `wall_s` of each run in the results file (the machine these ran on
+was shared, so they are no speed claims).
 """
 
 from __future__ import annotations
@@ -38,22 +46,25 @@ from pathlib import Path
 import bench_banking77 as harness  # the harness: data, jobs, merging, summaries
 import datasets
 import numpy as np
+import torch
 from bench_train_step import peak_rss_mb
-from transformers import AutoTokenizer
-
-from hf_tcs import CoordinateSystem, TCSConfig
+from transformers import AutoTokenizer, BertForSequenceClassification
 
 ARMS = {
     "ce": "cross-entropy on the labelled examples",
     "tcs_labelled": "TCS on the labelled examples only",
-    "tcs_pool": "TCS + unlabelled pool, coordinate system fitted on pool + labelled",
-    "tcs_pool_cs_labelled": "TCS + unlabelled pool, coordinate system fitted on the labelled examples",
+    "tcs_pool": "TCS + unlabelled pool (per-step mixing, coordinate system on pool + labelled)",
     "teacher_probe": "teacher linear probe on the labelled examples",
 }
 TRAINED_ARMS = [arm for arm in ARMS if arm != "teacher_probe"]
-COMPARED_SETTINGS = ("max_steps", "labelled_share", "train_examples", "test_examples", "teacher", "data")
-NUM_COMPONENTS = TCSConfig.__dataclass_fields__["tcs_num_components"].default
-UNLABELLED = -100
+RUN_ORDER = ["ce", "tcs_pool", "tcs_labelled"]  # the goals' comparison first
+SETTINGS = {
+    "scratch": "BERT, 2 layers, hidden 256, 4 heads, from scratch, teacher's tokenizer; lr 5e-4",
+    "pretrained": "pretrained all-MiniLM-L6-v2 (6 layers, hidden 384) with a new classifier; lr 1e-4",
+}
+LEARNING_RATES = {"scratch": 5e-4, "pretrained": 1e-4}
+DEFAULT_TEACHER_DIR = Path.home() / ".cache" / "hf_tcs" / "offline_teachers" / "all-mpnet-base-v2"
+COMPARED_SETTINGS = ("max_steps", "pretrained_max_steps", "train_examples", "test_examples", "data")
 
 
 def labelled_indices(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
@@ -67,125 +78,177 @@ def labelled_indices(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
 
 
 def split_labelled(train: datasets.Dataset, shots: int, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """The labelled examples and the unlabelled pool (every other example, label -100)."""
+    """The labelled examples and the unlabelled pool: every other example, without its label column."""
     labelled = labelled_indices(np.asarray(train["label"]), shots, seed)
     rest = np.setdiff1d(np.arange(len(train)), labelled)
-    pool = train.select(rest).map(lambda batch: {"label": [UNLABELLED] * len(batch["label"])}, batched=True)
-    return train.select(labelled), pool
+    return train.select(labelled), train.select(rest).remove_columns("label")
 
 
-def training_set(arm: str, train: datasets.Dataset, shots: int, seed: int, labelled_share: float):
-    """The training set of an arm, and the coordinate system to train it with (None: the trainer fits its own)."""
-    labelled, pool = split_labelled(train, shots, seed)
-    if arm in ("ce", "tcs_labelled"):
-        return labelled, None
-    repeats = (
-        1 if labelled_share <= 0 else max(1, round(labelled_share / (1 - labelled_share) * len(pool) / len(labelled)))
-    )
-    mixed = datasets.concatenate_datasets([labelled] * repeats + [pool])
-    fit_on = train if arm == "tcs_pool" else labelled
-    return mixed, CoordinateSystem.fit(fit_on, num_components=NUM_COMPONENTS)
+def make_student(job: dict, num_labels: int) -> BertForSequenceClassification | None:
+    """The pretrained student of the `pretrained` setting (its classifier seeded); None: the harness's scratch BERT."""
+    if job["setting"] != "pretrained":
+        return None
+    torch.manual_seed(job["seed"])
+    return BertForSequenceClassification.from_pretrained(job["student_dir"], num_labels=num_labels)
 
 
 def run_job(job: dict) -> dict:
-    """One shots x arm x seed: train on the saved splits, test; time and memory of this process."""
+    """One setting x shots x arm x seed: train on the saved splits, test; time and memory of this process."""
     splits = datasets.load_from_disk(job["data"])
-    tokenizer = AutoTokenizer.from_pretrained(job["teacher_path"])
+    tokenizer = AutoTokenizer.from_pretrained(job["tokenizer"])
     baseline = peak_rss_mb()
     arm, seed = job["arm"], job["seed"]
-    train, coordinate_system = training_set(arm, splits["train"], job["shots"], seed, job["labelled_share"])
-    options = {"tcs_loss_weight": 0.0} if arm == "ce" else {}
+    labelled, pool = split_labelled(splits["train"], job["shots"], seed)
+    options = {"max_steps": job["max_steps"], "learning_rate": job["learning_rate"]}
+    if arm == "ce":
+        options["tcs_loss_weight"] = 0.0
+    if job["curve"]:
+        options.update(eval_strategy="steps", eval_steps=max(1, job["max_steps"] // 10))
     timer = harness.StepTimer()
     with tempfile.TemporaryDirectory() as output_dir:
-        _, result = harness.train_student(
-            datasets.DatasetDict({"train": train, "test": splits["test"]}),
+        trainer, result = harness.train_student(
+            datasets.DatasetDict({"train": labelled, "test": splits["test"]}),
             tokenizer,
             output_dir,
             seed=seed,
-            max_steps=job["max_steps"],
-            coordinate_system=coordinate_system,
             callbacks=[timer],
             disable_tqdm=True,
+            student=make_student(job, splits["train"].features["label"].num_classes),
+            unlabeled_dataset=pool if arm == "tcs_pool" else None,
             **options,
         )
-    return {**result, "train_examples": len(train), **harness.step_timing(timer), **harness.memory_since(baseline)}
+    curve = [
+        [entry["step"], entry["eval_accuracy"]] for entry in trainer.state.log_history if "eval_accuracy" in entry
+    ]
+    return {
+        **result,
+        "labelled_examples": len(labelled),
+        "pool_examples": len(pool) if arm == "tcs_pool" else 0,
+        **({"curve": curve} if job["curve"] else {}),
+        **harness.step_timing(timer),
+        **harness.memory_since(baseline),
+    }
 
 
 def summarise(runs: list[dict]) -> dict:
-    """`summarise_runs` per number of shots."""
-    shots = sorted({run["shots"] for run in runs})
-    return {str(s): harness.summarise_runs([run for run in runs if run["shots"] == s]) for s in shots}
+    """`summarise_runs` per setting and number of shots, keyed `"<setting>/<shots>"`."""
+    groups = sorted({(run["setting"], run["shots"]) for run in runs})
+    return {
+        f"{setting}/{shots}": harness.summarise_runs(
+            [run for run in runs if (run["setting"], run["shots"]) == (setting, shots)]
+        )
+        for setting, shots in groups
+    }
+
+
+def setting_sources(setting: str, args: argparse.Namespace) -> dict:
+    """The teacher, tokenizer and student folders of a setting (the pretrained one falls back to `--teacher`)."""
+    if setting == "scratch":
+        return {"teacher": str(args.teacher), "tokenizer": str(args.teacher), "student_dir": None}
+    teacher_dir = Path(args.teacher_dir)
+    teacher = teacher_dir if (teacher_dir / "config.json").is_file() else Path(args.teacher)
+    if teacher != teacher_dir:
+        print(f"{teacher_dir} is missing: the pretrained setting runs with the teacher {teacher}", flush=True)
+    return {"teacher": str(teacher), "tokenizer": str(args.student_dir), "student_dir": str(args.student_dir)}
 
 
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10], help="Labelled examples per intent.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=TRAINED_ARMS, choices=TRAINED_ARMS)
-    parser.add_argument("--max_steps", type=int, default=250, help="Optimizer steps of every run.")
+    parser.add_argument("--max_steps", type=int, default=600, help="Optimizer steps of every run from scratch.")
     parser.add_argument(
-        "--labelled_share", type=float, default=0.5, help="Share of labelled examples in the pool arms (0: natural)."
+        "--pretrained_max_steps", type=int, default=300, help="Optimizer steps of every pretrained-student run."
+    )
+    parser.add_argument("--curve_seed", type=int, default=0, help="Seed whose runs record accuracy against steps.")
+    parser.add_argument(
+        "--teacher_dir",
+        default=str(DEFAULT_TEACHER_DIR),
+        help="Teacher of the pretrained setting (all-mpnet-base-v2).",
+    )
+    parser.add_argument(
+        "--student_dir", default=str(harness.teacher_path()), help="Pretrained student folder (all-MiniLM-L6-v2)."
     )
     harness.add_data_arguments(parser)
     args = parser.parse_args(argv)
     if args.job:
         return harness.run_job_file(args.job, run_job)
-    if not 0 <= args.labelled_share < 1:
-        parser.error("--labelled_share must be in [0, 1).")
     output = Path(args.output or harness.RESULTS / "bench_few_shot.json")
 
     with tempfile.TemporaryDirectory() as workspace:
-        # The teacher pass is bench_banking77.py's, usually served from the cache: its cost is reported there.
-        data = harness.prepare_banking77(args, Path(workspace), fresh_teacher_pass=False)
-        splits = data["splits"]
+        prepared = {}
+        for setting in args.settings:
+            sources = setting_sources(setting, args)
+            # The teacher pass is bench_banking77.py's, usually served from the cache: its cost is reported there.
+            data = harness.prepare_banking77(
+                args, Path(workspace) / setting, False, teacher=sources["teacher"], tokenizer=sources["tokenizer"]
+            )
+            prepared[setting] = {**sources, **data}
+        splits = next(iter(prepared.values()))["splits"]
         settings = {
             "max_steps": args.max_steps,
-            "labelled_share": args.labelled_share,
+            "pretrained_max_steps": args.pretrained_max_steps,
             **harness.data_settings(args, splits),
             "batch_size": 32,
-            "learning_rate": 5e-4,
-            "student": "BERT, 2 layers, hidden 256, 4 heads, from scratch, teacher's tokenizer",
+            "unlabeled_batch_size": 32,
+            "students": SETTINGS,
+            "learning_rates": LEARNING_RATES,
+            "curve_seed": args.curve_seed,
             "device": "cpu",
         }
+        settings.pop("teacher")  # each setting has its own teacher, recorded in `teachers` and in every run
         command = harness.command_line(__file__, argv)
         report = harness.open_report(output, "few_shot", command, settings, COMPARED_SETTINGS, args.resume)
         for key, values in (("shots", args.shots), ("seeds", args.seeds)):
             report["settings"][key] = sorted(set(report["settings"].get(key, [])) | set(values))
-        report |= {
-            "arms": ARMS,
-            "teacher": data["teacher"],
-            "teacher_probe_accuracy_all_labels": data["probe_accuracy"],
-        }
+        report["arms"] = ARMS
+        report.setdefault("teachers", {})
+        for setting, data in prepared.items():
+            path = Path(data["teacher"]["teacher"])
+            name = harness.DEFAULT_TEACHER if path == Path(harness.teacher_path()) else path.name
+            report["teachers"][setting] = {**data["teacher"], "name": name}
+            report.setdefault("teacher_probe_accuracy_all_labels", {})[setting] = data["probe_accuracy"]
 
         # The teacher's probe on the same labelled examples: no training, computed here.
-        done = {(run["shots"], run["seed"]) for run in report["runs"] if run["arm"] == "teacher_probe"}
-        for shots in args.shots:
-            for seed in args.seeds:
-                if (shots, seed) not in done:
-                    labelled, _ = split_labelled(splits["train"], shots, seed)
-                    accuracy = harness.teacher_probe(labelled, splits["test"])
-                    report["runs"].append(
-                        {"shots": shots, "arm": "teacher_probe", "seed": seed, "test_accuracy": accuracy}
-                    )
+        keys = ("setting", "teacher", "shots", "arm", "seed")
+        done = {tuple(run.get(key) for key in keys) for run in report["runs"]}
+        for setting, data in prepared.items():
+            for shots in args.shots:
+                for seed in args.seeds:
+                    run = {"setting": setting, "teacher": data["teacher"]["teacher"], "shots": shots}
+                    run |= {"arm": "teacher_probe", "seed": seed}
+                    if tuple(run[key] for key in keys) not in done:
+                        labelled, _ = split_labelled(data["splits"]["train"], shots, seed)
+                        report["runs"].append(
+                            {**run, "test_accuracy": harness.teacher_probe(labelled, data["splits"]["test"])}
+                        )
         report["summary"] = summarise(report["runs"])
         harness.write_report(report, output)
 
-        common = {
-            "data": str(Path(workspace) / "splits"),
-            "teacher_path": str(args.teacher),
-            "max_steps": args.max_steps,
-            "labelled_share": args.labelled_share,
-        }
-        jobs = [
-            {"shots": shots, "arm": arm, "seed": seed, **common}
-            for shots in args.shots
-            for seed in args.seeds
-            for arm in args.arms
-        ]
+        jobs = []
+        for setting, data in prepared.items():
+            steps = args.max_steps if setting == "scratch" else args.pretrained_max_steps
+            common = {
+                "setting": setting,
+                "teacher": data["teacher"]["teacher"],
+                "data": data["data"],
+                "tokenizer": data["tokenizer"],
+                "student_dir": data["student_dir"],
+                "max_steps": steps,
+                "learning_rate": LEARNING_RATES[setting],
+            }
+            jobs += [
+                {**common, "shots": shots, "arm": arm, "seed": seed, "curve": seed == args.curve_seed}
+                for shots in sorted(args.shots, reverse=True)  # 10 labels per intent first: the goals are set there
+                for seed in args.seeds
+                for arm in sorted(args.arms, key=RUN_ORDER.index)
+            ]
         harness.run_jobs(
             report,
             jobs,
-            ("shots", "arm", "seed"),
+            keys,
             output,
             Path(__file__),
             run_job,

@@ -177,48 +177,86 @@ def banking77_section(name: str, data: dict, plots: Path) -> list[str]:
 
 
 def few_shot_section(name: str, data: dict, plots: Path) -> list[str]:
+    """A table per setting (student and teacher) of accuracy per arm and labels per intent, the bar plot, and the
+    accuracy-vs-steps curves of the curve seed's 10-label (else largest) runs."""
     s, summary, labels = data.get("settings", {}), data.get("summary", {}), data.get("arms", {})
-    shots = sorted(summary, key=int)
-    arms = list(dict.fromkeys(arm for k in shots for arm in summary[k]))
-    rows = ["| arm | " + " | ".join(f"{k} labels / intent" for k in shots) + " |", "|---|" + "---|" * len(shots)]
-    for arm in arms:
-        cells = [
-            f"{accuracy_cell(summary[k][arm])} (n={runs_of(summary[k][arm])})" if arm in summary[k] else "–"
-            for k in shots
+    groups: dict[str, list[str]] = {}
+    for key in summary:
+        setting, shots = key.split("/")
+        groups.setdefault(setting, []).append(shots)
+    tables, all_labels = [], data.get("teacher_probe_accuracy_all_labels", {})
+    students, teachers = s.get("students", {}), data.get("teachers", {})
+    figure = Figure(figsize=(7.5, 4 * max(len(groups), 1)), layout="constrained")
+    bar_axes = figure.subplots(max(len(groups), 1), 1, squeeze=False)[:, 0]
+    for axis, (setting, shots) in zip(bar_axes, groups.items(), strict=False):
+        shots = sorted(shots, key=int)
+        arms = list(dict.fromkeys(arm for k in shots for arm in summary[f"{setting}/{k}"]))
+        rows = ["| arm | " + " | ".join(f"{k} labels / intent" for k in shots) + " |", "|---|" + "---|" * len(shots)]
+        for arm in arms:
+            cells = [
+                f"{accuracy_cell(group[arm])} (n={runs_of(group[arm])})"
+                if arm in (group := summary[f"{setting}/{k}"])
+                else "–"
+                for k in shots
+            ]
+            rows.append(f"| {labels.get(arm, arm)} | " + " | ".join(cells) + " |")
+        teacher = teachers.get(setting, {}).get("name", "?")
+        probe = all_labels.get(setting) if isinstance(all_labels, dict) else None
+        tables += [
+            f"**{setting}**: student {students.get(setting, '?')}; teacher `{teacher}`"
+            + (f" (its probe with every label: {pct(probe)})" if probe is not None else "")
+            + ".",
+            "",
+            *rows,
+            "",
         ]
-        rows.append(f"| {labels.get(arm, arm)} | " + " | ".join(cells) + " |")
-
-    figure = Figure(figsize=(7.5, 4), layout="constrained")
-    axis = figure.subplots()
-    width = 0.8 / max(len(arms), 1)
-    for i, arm in enumerate(arms):
-        xs = [j + (i - (len(arms) - 1) / 2) * width for j, k in enumerate(shots) if arm in summary[k]]
-        ys = [100 * summary[k][arm]["test_accuracy_mean"] for k in shots if arm in summary[k]]
-        errors = [100 * summary[k][arm]["test_accuracy_std"] for k in shots if arm in summary[k]]
-        axis.bar(xs, ys, width, yerr=errors, capsize=2, label=arm)
-    axis.set_xticks(range(len(shots)), [f"{k} labels / intent" for k in shots])
-    axis.set_ylabel("test accuracy (%)")
-    axis.legend(fontsize="small")
+        width = 0.8 / max(len(arms), 1)
+        for i, arm in enumerate(arms):
+            present = [
+                (j, summary[f"{setting}/{k}"][arm]) for j, k in enumerate(shots) if arm in summary[f"{setting}/{k}"]
+            ]
+            xs = [j + (i - (len(arms) - 1) / 2) * width for j, _ in present]
+            ys = [100 * one["test_accuracy_mean"] for _, one in present]
+            axis.bar(xs, ys, width, yerr=[100 * one["test_accuracy_std"] for _, one in present], capsize=2, label=arm)
+        axis.set_xticks(range(len(shots)), [f"{k} labels / intent" for k in shots])
+        axis.set_ylabel("test accuracy (%)")
+        axis.set_title(setting)
+        axis.legend(fontsize="small")
     figure.suptitle("Banking77 few-shot")
     plot = plots / "few_shot.png"
     figure.savefig(plot, dpi=110)
-    all_labels = data.get("teacher_probe_accuracy_all_labels")
+
+    curves = [run for run in data.get("runs", []) if run.get("curve")]
+    curve_lines = []
+    if curves:
+        figure = Figure(figsize=(7.5, 4), layout="constrained")
+        axis = figure.subplots()
+        for run in curves:
+            if run["shots"] == max(r["shots"] for r in curves if r["setting"] == run["setting"]):
+                steps, accuracies = zip(*run["curve"], strict=True)
+                label = f"{run['setting']}, {run['arm']}, {run['shots']} labels / intent"
+                axis.plot(steps, [100 * a for a in accuracies], marker=".", label=label)
+        axis.set_xlabel("optimizer step")
+        axis.set_ylabel("test accuracy (%)")
+        axis.legend(fontsize="small")
+        figure.suptitle(f"Banking77 few-shot, accuracy against steps (seed {s.get('curve_seed', 0)})")
+        curve_plot = plots / "few_shot_curves.png"
+        figure.savefig(curve_plot, dpi=110)
+        curve_lines = [f"![Banking77 few-shot, accuracy against steps](plots/{curve_plot.name})", ""]
     return [
         "## Banking77 few-shot",
         "",
-        f"{s.get('max_steps', '?')} optimizer steps of batch {s.get('batch_size', 32)} in every arm; in the pool arms "
-        f"every other text of the {count(s.get('train_examples'))} training texts is unlabelled "
-        f"(coordinate loss only) and the labelled examples, repeated, make {100 * s.get('labelled_share', 0):.0f} % "
-        "of the training stream. "
-        f"Test accuracy on {count(s.get('test_examples'))} texts, mean ± sample std over seeds (n)."
-        + (f" The teacher's probe with every label: {pct(all_labels)}." if all_labels is not None else ""),
+        f"Optimizer steps of batch {s.get('batch_size', 32)} in every arm: {s.get('max_steps', '?')} from scratch, "
+        f"{s.get('pretrained_max_steps', '?')} for the pretrained student; the pool arm adds "
+        f"{s.get('unlabeled_batch_size', '?')} unlabelled texts (of the other training texts) to every step. "
+        f"Test accuracy on {count(s.get('test_examples'))} texts, mean ± sample std over seeds (n).",
         "",
-        *rows,
-        "",
+        *tables,
         provenance(name, data),
         "",
         f"![Banking77 few-shot](plots/{plot.name})",
         "",
+        *curve_lines,
     ]
 
 

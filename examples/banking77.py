@@ -90,18 +90,20 @@ def train_student(
     callbacks: list | None = None,
     student: torch.nn.Module | None = None,
     learning_rate: float = 5e-4,
+    unlabeled_dataset: datasets.Dataset | None = None,
     **tcs_options,
 ) -> tuple[TCSDistillationTrainer, dict]:
     """Train a student with `TCSDistillationTrainer` (tcs_loss_weight=0 gives plain cross-entropy) and test it.
 
     `coordinate_system` (fitted on the training features) is used instead of the trainer's own fit, e.g. to carry
     the teacher's provenance into the model card. `trainer_class` (called with the `Trainer` arguments; e.g. a
-    `functools.partial` of another distillation trainer) and `callbacks` serve the benchmarks. Returns the trainer and
-    a result dict: test accuracy, training wall time and time per step. ``student`` (default: `make_student`, from
-    scratch) and ``learning_rate`` serve students of other sizes and pretrained ones (bench_text_teachers.py).
+    `functools.partial` of another distillation trainer) and `callbacks` serve the benchmarks, as do `student` (a
+    model to train instead of the small BERT from scratch) with its `learning_rate` (students of other sizes and
+    pretrained ones: bench_text_teachers.py) and `unlabeled_dataset` (the trainer's unlabelled pool); `tcs_options`
+    are `TCSConfig` fields and override the defaults below. Returns the trainer and a result dict: test accuracy,
+    training wall time and time per step.
     """
-    args = TCSConfig(
-        output_dir=output_dir,
+    defaults = dict(
         num_train_epochs=epochs,
         per_device_train_batch_size=32,
         per_device_eval_batch_size=128,
@@ -116,8 +118,8 @@ def train_student(
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
-        **tcs_options,
     )
+    args = TCSConfig(output_dir=output_dir, **{**defaults, **tcs_options})
     if student is None:
         student = make_student(len(tokenizer), splits["train"].features["label"].num_classes, seed)
     test = splits["test"].remove_columns([c for c in ("teacher_features",) if c in splits["test"].column_names])
@@ -129,6 +131,7 @@ def train_student(
         processing_class=tokenizer,
         callbacks=callbacks,
         **({"coordinate_system": coordinate_system} if coordinate_system is not None else {}),
+        **({"unlabeled_dataset": unlabeled_dataset} if unlabeled_dataset is not None else {}),
     )
     result = trainer.train()
     metrics = trainer.evaluate()

@@ -109,14 +109,32 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
     assert kd["kd_weight"] == 4.0 and kd["feature_scale"] > 0 and kd["active_coordinates"] is None
     assert next(run for run in data["runs"] if run["arm"] == "tcs")["active_coordinates"] > 0
 
-    few_shot = bench_few_shot.main(
-        cli("in_process", **text, shots=2, seeds=0, max_steps=2, output=results / "bench_few_shot.json")
+    # Both settings, the tiny sentence encoder as the pretrained student and (the mpnet folder missing) its teacher.
+    few_shot_args = cli(
+        "in_process",
+        **text,
+        shots=2,
+        seeds=[0, 1],
+        max_steps=2,
+        pretrained_max_steps=2,
+        curve_seed=1,
+        student_dir=teacher_dirs["minilm"],
+        teacher_dir=tmp_path / "no_mpnet",
+        output=results / "bench_few_shot.json",
     )
-    assert set(few_shot["summary"]["2"]) == set(bench_few_shot.ARMS)
-    pool_run = next(run for run in few_shot["runs"] if run["arm"] == "tcs_pool")
-    labelled_run = next(run for run in few_shot["runs"] if run["arm"] == "tcs_labelled")
-    # 2 labelled texts per intent; in the pool arms repeated to half of the stream with the other 462 - 154 texts.
-    assert labelled_run["train_examples"] == 2 * 77 and pool_run["train_examples"] == 2 * (462 - 2 * 77)
+    few_shot = bench_few_shot.main(few_shot_args + cli(arms="tcs_pool"))
+    few_shot = bench_few_shot.main(few_shot_args + cli("resume"))  # runs only the missing ce / tcs_labelled
+    assert set(few_shot["summary"]) == {"scratch/2", "pretrained/2"}
+    assert all(set(group) == set(bench_few_shot.ARMS) for group in few_shot["summary"].values())
+    assert len(few_shot["runs"]) == 2 * 2 * 4 and len(few_shot["invocations"]) == 2
+    assert {run["teacher"] for run in few_shot["runs"]} == {str(teacher_dirs["minilm"])}
+    for run in few_shot["runs"]:
+        if run["arm"] != "teacher_probe":
+            # 2 labelled texts per intent in every arm; the pool arm adds the other 462 - 154 texts as a pool.
+            assert run["labelled_examples"] == 2 * 77 and run["steps"] == 2
+            assert run["pool_examples"] == (462 - 2 * 77 if run["arm"] == "tcs_pool" else 0)
+            assert ("curve" in run) == (run["seed"] == 1)
+    assert [step for step, _ in next(run for run in few_shot["runs"] if "curve" in run)["curve"]][:2] == [1, 2]
 
     images = cli(
         "in_process", data_dir=DATA_DIR / "cifar10_sample.parquet", max_steps=2, seeds=0, **TINY_RESNET_STUDENT
@@ -165,7 +183,8 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
         for arm in BANKING77_ARMS:
             assert f"| {labels[arm]} | " in table
     assert "One-off teacher pass over the 200 training texts (cache bypassed)" in banking77_table
-    assert all(f"| {label} | " in few_shot_table for label in bench_few_shot.ARMS.values())
+    assert all(few_shot_table.count(f"| {label} | ") == 2 for label in bench_few_shot.ARMS.values())  # 2 settings
+    assert (results / "plots" / "few_shot_curves.png").is_file()
     rows = [line for line in random_teacher_table.splitlines() if line.startswith("| ") and "| arm |" not in line]
     assert len(rows) == 1 and rows[0].split(" | ")[1] == "(cost only)"  # no accuracy, no probe
     assert "| online feature KD, vit-b teacher |" in sections["Cost scaling: TCS vs online KD as the teacher grows"]

@@ -344,6 +344,36 @@ def test_distill_a_text_student_with_arguments_from_a_config_file(teacher_dirs, 
     assert logits.shape == (1, 77) and [model.config.id2label[i] for i in range(77)] == intents
 
 
+def test_distill_with_an_unlabelled_pool_file(teacher_dirs, tmp_path, banking77_sample, capsys):
+    pool = tmp_path / "pool.csv"
+    banking77_sample.select(range(100, 148)).remove_columns("category").to_csv(pool)
+    argv = text_job(teacher_dirs, tmp_path / "student")
+    assert main(["distill", *argv, "--unlabeled_file", str(pool), "--tcs_unlabeled_ratio", "0.5"]) == 0
+    state = json.loads((tmp_path / "student" / "trainer_state.json").read_text())
+    assert all("tcs_unlabeled_loss" in entry for entry in state["log_history"] if "ce_loss" in entry)
+    coordinate_system = CoordinateSystem.from_pretrained(tmp_path / "student" / "tcs")
+    assert coordinate_system.num_examples == 64 + 48, "fitted on the labelled and the pool's features"
+
+    # A pool with labels, or without the training set's input column, is a one-line error naming the fix.
+    labelled = tmp_path / "labelled.csv"
+    banking77_sample.select(range(8)).rename_column("category", "label").to_csv(labelled)
+    no_text = tmp_path / "no_text.csv"
+    banking77_sample.select(range(8)).rename_column("text", "query").remove_columns("category").to_csv(no_text)
+    for path, message in ((labelled, "unlabeled_dataset has labels"), (no_text, "has no 'text' column")):
+        assert exit_code(["distill", *argv, "--unlabeled_file", str(path)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_distill_an_image_student_with_an_unlabelled_pool_dataset(teacher_dirs, tmp_path, cifar10_sample):
+    cifar10_sample.select(range(200, 232)).remove_columns("label").save_to_disk(tmp_path / "pool")
+    argv = [*image_job(teacher_dirs, tmp_path / "student"), "--unlabeled_dataset_name", str(tmp_path / "pool")]
+    assert main(["distill", *argv]) == 0
+    state = json.loads((tmp_path / "student" / "trainer_state.json").read_text())
+    assert any("tcs_unlabeled_loss" in entry for entry in state["log_history"])
+    assert CoordinateSystem.from_pretrained(tmp_path / "student" / "tcs").num_examples == 64
+    check_image_student(tmp_path / "student", cifar10_sample[0]["image"])
+
+
 def launch_distill(config: str, argv: list[str], tmp_path: Path, timeout: float = 240) -> tuple[int, str]:
     """`hf-tcs distill ARGV` in two processes: `accelerate launch --config_file examples/accelerate_configs/CONFIG`."""
     with socket.socket() as probe:  # a free port for this run's rendezvous

@@ -164,6 +164,27 @@ def test_two_processes_of_batch_8_train_like_one_process_of_batch_16(
 
 
 @pytest.mark.distributed
+def test_two_processes_of_batch_8_with_a_pool_train_like_one_process_of_batch_16(image_data, teacher_dirs, tmp_path):
+    """Each rank draws its own part of the pool (and runs the teacher on its shard of it): 2 x 8 == 1 x 16."""
+    result, _ = launch(
+        *("--data", image_data, "--teacher", str(teacher_dirs["dino"]), "--out", str(tmp_path), "--train"),
+        *("--pool", "24"),
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-5000:]
+    trainer = run_tcs.make_trainer(image_data, str(teacher_dirs["dino"]), str(tmp_path / "one"), 16, pool=24)
+    assert len(trainer.unlabeled_dataset) == 24 and trainer.coordinate_system.num_examples == 64
+    trainer.train()
+    distributed = np.load(tmp_path / "weights.npz")
+    for name, tensor in trainer.model.state_dict().items():
+        np.testing.assert_allclose(distributed[name], tensor.numpy(), atol=1e-6, err_msg=name)
+    single = run_tcs.logged_losses(trainer, ("ce_loss", "tcs_loss", "tcs_unlabeled_loss"))
+    assert single.shape == (4, 3)
+    for rank in range(2):
+        np.testing.assert_allclose(np.load(tmp_path / f"rank{rank}.npz")["losses"], single, rtol=1e-5)
+
+
+@pytest.mark.distributed
 def test_an_error_on_one_process_stops_both_with_its_message(cifar10_sample, teacher_dirs, tmp_path):
     rows = cifar10_sample.select(range(16)).cast_column("image", datasets.Image(decode=False)).to_dict()
     rows["image"][12] = {"bytes": b"not an image", "path": None}  # in rank 1's shard, rows 8-15

@@ -90,21 +90,28 @@ def test_few_shot_selection_is_seeded_and_per_class(monkeypatch):
     assert np.bincount(labels[chosen]).tolist() == [4, 4, 4, 1]  # class 3 has one example
 
 
-@pytest.mark.parametrize("fit_on", ["pool", "labelled"])
-def test_few_shot_example_trains_on_the_pool_through_the_coordinate_loss(fit_on, teacher_dirs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fit_on_unlabeled", ["true", "false"])
+def test_few_shot_example_trains_with_the_pool_added_to_every_batch(
+    fit_on_unlabeled, teacher_dirs, tmp_path, monkeypatch
+):
     example = load_example("few_shot.py", monkeypatch)
     argv = [
         *("--train_file", BANKING77, "--validation_file", BANKING77, "--label_column", "category"),
-        *("--max_train_samples", "160", "--max_eval_samples", "32", "--shots", "1", "--fit_on", fit_on),
+        *("--max_train_samples", "160", "--max_eval_samples", "32", "--shots", "1"),
+        *("--tcs_fit_on_unlabeled", fit_on_unlabeled),
         *("--teacher_model_name_or_path", str(teacher_dirs["minilm"]), "--student_config", json.dumps(BERT_STUDENT)),
         *training_args(tmp_path / "student"),
     ]
     assert example.main(argv) == 0
     results = json.loads((tmp_path / "student" / "all_results.json").read_text())
     assert np.isfinite(results["train_loss"]) and 0 <= results["eval_accuracy"] <= 1
+    state = json.loads((tmp_path / "student" / "trainer_state.json").read_text())
+    assert all("tcs_unlabeled_loss" in entry for entry in state["log_history"] if "ce_loss" in entry)
     coordinates = json.loads((tmp_path / "student" / "tcs" / "coordinate_system.json").read_text())
-    labelled = coordinates["num_examples"] if fit_on == "labelled" else 160 - coordinates["num_examples"]
-    assert 0 < labelled <= 77  # one example of each intent present among the 160
+    if fit_on_unlabeled == "true":  # labelled examples + pool: the whole training split
+        assert coordinates["num_examples"] == 160
+    else:  # one example of each intent present among the 160
+        assert 0 < coordinates["num_examples"] <= 77
 
 
 def test_few_shot_example_defaults_to_banking77_and_the_wheel_teacher(tmp_path, monkeypatch):

@@ -31,14 +31,13 @@ def trainer(tmp_path, dataset, model=None, **overrides):
     )
 
 
-def test_a_training_set_without_labels_is_refused_and_points_to_the_unlabelled_pool(tmp_path, image_features, caplog):
+def test_a_training_set_without_labels_is_refused_and_points_to_the_unlabelled_pool(tmp_path, image_features):
     with pytest.raises(ValueError, match=r"no 'label' \(or 'labels'\) column.*unlabeled_dataset="):
         trainer(tmp_path, image_features.remove_columns("label"))
-    # Labels all marked -100 are a deliberate choice: trained, with a warning.
+    # Labels all marked -100 are an unlabelled pool passed as the training set: refused the same way.
     unlabelled = image_features.map(lambda example: {"label": -100})
-    with caplog.at_level(logging.WARNING, logger="hf_tcs"):
+    with pytest.raises(ValueError, match=r"Every example of train_dataset is unlabelled.*`unlabeled_dataset=`"):
         trainer(tmp_path, unlabelled)
-    assert "Every example of train_dataset is unlabelled" in caplog.text and "unlabeled_dataset=" in caplog.text
 
 
 def test_fractional_and_non_numeric_labels_are_refused(tmp_path, image_features):

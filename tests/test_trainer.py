@@ -157,18 +157,6 @@ def test_a_student_with_nan_weights_is_not_saved(tmp_path, image_features):
     assert not (tmp_path / "student" / "model.safetensors").exists()
 
 
-def test_only_unlabelled_examples_train_on_the_coordinate_loss(tmp_path, image_features):
-    unlabelled = image_features.map(lambda _: {"label": -100}).select(range(16))
-    trainer = TCSDistillationTrainer(
-        model=make_student(), args=make_args(tmp_path, max_steps=2), train_dataset=unlabelled
-    )
-    before = get_tcs_head(trainer.model).projector.weight.clone()
-    trainer.train()
-    logs = trainer.state.log_history[0]
-    assert "ce_loss" not in logs and np.isfinite(logs["tcs_loss"]) and np.isfinite(logs["loss"])
-    assert not torch.equal(before, get_tcs_head(trainer.model).projector.weight)
-
-
 def test_mixed_and_missing_labels_are_accepted(tmp_path, image_features):
     labels = [None if i % 2 else label for i, label in enumerate(image_features["label"])]
     mixed = image_features.remove_columns("label").add_column("label", labels)
@@ -229,21 +217,32 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, image_features):
 
     full = run("full")
     full.train()
-
-    class StopAtThree(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            control.should_training_stop = state.global_step == 3
-
-    interrupted = run("resumed", callbacks=[StopAtThree()])
-    interrupted.train()
+    interrupted, resumed = interrupt_and_resume(run, tmp_path / "resumed")
     assert get_tcs_head(interrupted.model).num_active == 12
-    resumed = run("resumed")
-    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-3"))
 
     full_head, resumed_head = get_tcs_head(full.model), get_tcs_head(resumed.model)
     assert full_head.num_active == 9
     assert torch.equal(full_head.mask, resumed_head.mask)
-    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
+    assert_same_weights(full.model, resumed.model)
+
+
+def interrupt_and_resume(run, output_dir, step: int = 3) -> tuple:
+    """``run("resumed", ...)`` (a trainer writing to ``output_dir``) stopped after ``step`` steps, having saved
+    checkpoint-``step``, and a fresh ``run("resumed")`` resumed from that checkpoint to the end."""
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step == step
+
+    interrupted = run("resumed", callbacks=[Stop()])
+    interrupted.train()
+    resumed = run("resumed")
+    resumed.train(resume_from_checkpoint=str(output_dir / f"checkpoint-{step}"))
+    return interrupted, resumed
+
+
+def assert_same_weights(model, other) -> None:
+    for (name, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 

@@ -60,6 +60,20 @@ class TCSConfig(TrainingArguments):
         tcs_coordinate_column (`str`, *optional*, defaults to `"tcs_coordinates"`):
             Column holding the teacher's coordinates (added by the trainer when only features are given).
 
+        > Parameters that control the unlabelled pool (only used with `TCSDistillationTrainer(unlabeled_dataset=...)`)
+
+        tcs_unlabeled_ratio (`float`, *optional*, defaults to `1.0`):
+            Unlabelled examples per labelled example in every batch: each micro-batch of
+            `per_device_train_batch_size` labelled examples is joined by `round(ratio x per_device_train_batch_size)`
+            (at least 1) examples of the pool, so every optimizer step takes a labelled batch of the usual size
+            *and* an unlabelled one. Being a ratio, it keeps 1 x B, 2 x B/2 (gradient accumulation) and 2 processes
+            x B/2 equal (exactly so when ratio x each micro-batch size is a whole number). An epoch stays an epoch
+            of the labelled set; the pool is cycled, reshuffled at each pass.
+        tcs_fit_on_unlabeled (`bool`, *optional*, defaults to `True`):
+            Fit the coordinate system on the features of the labelled examples and the pool (with few labels the
+            PCA needs the pool: there may be fewer labelled examples than feature dimensions); `False` fits it on
+            the labelled examples only. Ignored when a coordinate system or a coordinate column is given.
+
         > Parameters that control the loss
 
         tcs_loss_weight (`float`, *optional*, defaults to `4.0`):
@@ -131,6 +145,18 @@ class TCSConfig(TrainingArguments):
     tcs_feature_column: str = field(default="teacher_features", metadata={"help": "Teacher feature column."})
     tcs_coordinate_column: str = field(default="tcs_coordinates", metadata={"help": "Teacher coordinate column."})
 
+    tcs_unlabeled_ratio: float = field(
+        default=1.0,
+        metadata={
+            "help": "Unlabelled pool examples per labelled example in every batch (with unlabeled_dataset): each "
+            "micro-batch gets round(ratio x per_device_train_batch_size) of them."
+        },
+    )
+    tcs_fit_on_unlabeled: bool = field(
+        default=True,
+        metadata={"help": "Fit the coordinate system on labelled + unlabelled features (False: labelled only)."},
+    )
+
     tcs_loss_weight: float = field(
         default=4.0,
         metadata={
@@ -176,6 +202,11 @@ class TCSConfig(TrainingArguments):
         for name in ("tcs_loss_weight", "tcs_lsh_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} is negative: use 0 to disable that loss.")
+        if not self.tcs_unlabeled_ratio > 0:
+            raise ValueError(
+                f"tcs_unlabeled_ratio={self.tcs_unlabeled_ratio}: use a positive number of unlabelled examples per "
+                "labelled one (e.g. 1.0), or train without `unlabeled_dataset`."
+            )
         if not 0 < self.tcs_drop_ratio < 1:
             raise ValueError(f"tcs_drop_ratio={self.tcs_drop_ratio}: use a share in (0, 1), e.g. 0.2.")
         if self.tcs_min_components < 1:

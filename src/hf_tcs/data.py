@@ -72,6 +72,18 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Keep this many evaluation examples (shuffled with --data_seed or --seed)."}
     )
+    unlabeled_dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabelled pool, as --dataset_name (Hub id or local folder): its examples, without labels, are "
+            "added to every training batch with the coordinate loss only (see --tcs_unlabeled_ratio)."
+        },
+    )
+    unlabeled_file: str | None = field(
+        default=None,
+        metadata={"help": "Unlabelled pool as a data file (csv, tsv, json, jsonl or parquet), instead of a dataset."},
+    )
+    unlabeled_split: str = field(default="train", metadata={"help": "Split of --unlabeled_dataset_name to use."})
 
     def __post_init__(self):
         if self.dataset_name is not None and self.train_file is not None:
@@ -82,6 +94,10 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} {value}: keep at least one example, or leave it unset.")
+        if self.unlabeled_dataset_name is not None and self.unlabeled_file is not None:
+            raise ValueError(
+                "Pass either --unlabeled_dataset_name or --unlabeled_file for the unlabelled pool, not both."
+            )
 
 
 @dataclass
@@ -94,6 +110,7 @@ class TaskData:
     input_column: str
     modality: str
     label_names: list[str]
+    unlabeled: datasets.Dataset | None = None  # the unlabelled pool, raw (its label column dropped, if any)
 
     @property
     def train(self) -> datasets.Dataset:
@@ -121,7 +138,38 @@ def load_task_data(args: DataArguments, *, seed: int = 42, input_column: str | N
     for name, limit in ((args.train_split, args.max_train_samples), (eval_split, args.max_eval_samples)):
         if name and limit is not None and limit < len(splits[name]):
             splits[name] = splits[name].shuffle(seed=seed).select(range(limit))
-    return TaskData(splits, args.train_split, eval_split, column, modality, label_names)
+    unlabeled = _load_unlabeled(args, column)
+    if modality == "text" and unlabeled is not None:
+        check_texts(unlabeled, column, "unlabeled")
+    return TaskData(splits, args.train_split, eval_split, column, modality, label_names, unlabeled)
+
+
+def _load_unlabeled(args: DataArguments, input_column: str) -> datasets.Dataset | None:
+    """The unlabelled pool of --unlabeled_dataset_name / --unlabeled_file; it needs the training set's input column.
+
+    A label column holding only -100 / missing values is dropped; one with labels is left for the trainer to refuse.
+    """
+    if args.unlabeled_dataset_name is None and args.unlabeled_file is None:
+        return None
+    name = args.unlabeled_file or args.unlabeled_dataset_name
+    option = "--unlabeled_file" if args.unlabeled_file else "--unlabeled_dataset_name"
+    split = "train" if args.unlabeled_file else args.unlabeled_split
+    source = DataArguments(dataset_name=args.unlabeled_dataset_name, train_file=args.unlabeled_file, train_split=split)
+    splits = _load_splits(source)
+    if source.train_split not in splits:
+        raise ValueError(
+            f"{option} {name} has no split {source.train_split!r} (splits: {list(splits)}): pass --unlabeled_split."
+        )
+    pool = splits[source.train_split]
+    if input_column not in pool.column_names:
+        raise ValueError(
+            f"{option} {name} has no {input_column!r} column, the training set's input column (its columns: "
+            f"{pool.column_names}): rename its image or text column to {input_column!r}."
+        )
+    for column in (LABEL_COLUMN, "labels"):
+        if column in pool.column_names and all(v is None or v == UNLABELLED for v in pool.unique(column)):
+            pool = pool.remove_columns(column)
+    return pool
 
 
 def check_texts(dataset: datasets.Dataset, column: str, split: str) -> None:
@@ -291,7 +339,8 @@ def student_inputs(
         )
     keep = [column for column in keep_columns if column in dataset.column_names]
     transform = _image_transform(processor, input_column, _augmentation(processor) if augment else None, keep)
-    return dataset.with_transform(transform, columns=[input_column, LABEL_COLUMN, *keep])
+    labels = [LABEL_COLUMN] if LABEL_COLUMN in dataset.column_names else []  # an unlabelled pool has none
+    return dataset.with_transform(transform, columns=[input_column, *labels, *keep])
 
 
 def _image_transform(processor: Any, column: str, augmentation: Callable | None, keep: list[str]) -> Callable:
@@ -300,7 +349,8 @@ def _image_transform(processor: Any, column: str, augmentation: Callable | None,
         if augmentation is not None:
             images = [augmentation(image) for image in images]
         inputs = {"pixel_values": processor(images=images, return_tensors="pt")["pixel_values"]}
-        inputs["labels"] = batch[LABEL_COLUMN]
+        if LABEL_COLUMN in batch:
+            inputs["labels"] = batch[LABEL_COLUMN]
         inputs.update({name: batch[name] for name in keep})
         return inputs
 

@@ -186,9 +186,10 @@ def build_trainer(
 ) -> TCSDistillationTrainer:
     """The student (seeded) and the `TCSDistillationTrainer` that trains it on the task.
 
-    The trainer reads the raw training split: it runs the teacher pass when the split has neither features nor
-    coordinates (`config.teacher_model_name_or_path`), fits the coordinate system unless one is given, and adds the
-    coordinates. Only then does the student get its own view of the inputs (its processor, its augmentation).
+    The trainer reads the raw training split (and the raw unlabelled pool, if any): it runs the teacher pass when
+    they have neither features nor coordinates (`config.teacher_model_name_or_path`), fits the coordinate system
+    unless one is given, and adds the coordinates. Only then do they get the student's own view of the inputs (its
+    processor, its augmentation).
     """
     name, revision = _processor_source(student_args, config, coordinate_system)
     processor = load_processor(name, task.modality, revision)
@@ -228,9 +229,12 @@ def build_trainer(
         eval_dataset=eval_dataset,
         processing_class=processor,
         coordinate_system=coordinate_system,
+        unlabeled_dataset=task.unlabeled,
     )
     with config.main_process_first(desc="student inputs (training)"):
         trainer.train_dataset = student_view(trainer.train_dataset, augment=student_args.augment)
+        if trainer.unlabeled_dataset is not None:
+            trainer.unlabeled_dataset = student_view(trainer.unlabeled_dataset, augment=student_args.augment)
     return trainer
 
 

@@ -6,11 +6,14 @@ by `precompute_teacher_features` + `CoordinateSystem`, or by this trainer at sta
     cross-entropy(labels) + tcs_loss_weight * coordinate_loss(student coordinates, teacher coordinates)
 
 on the coordinates still active after tailoring. Unlabelled examples (label -100 or missing) carry the coordinate
-loss only. `save_model` writes the folded student: the unchanged model class and config, loadable without hf_tcs.
+loss only; an `unlabeled_dataset` (pool) adds a batch of them to every labelled batch, with its own coordinate term
+(`tcs_unlabeled_loss`). `save_model` writes the folded student: the unchanged model class and config, loadable
+without hf_tcs.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import numbers
@@ -54,7 +57,9 @@ __all__ = ["TCSDataCollator", "TCSDistillationTrainer", "fit_coordinate_system",
 logger = logging.getLogger(__name__)
 
 # The loss terms `compute_loss` records and `log` reports (means over every process).
-_LOSS_TERMS = ("ce_loss", "tcs_loss", "lsh_loss")
+_LOSS_TERMS = ("ce_loss", "tcs_loss", "lsh_loss", "tcs_unlabeled_loss", "lsh_unlabeled_loss")
+# The key under which `training_step` hands the pool's micro-batch to `compute_loss`.
+_UNLABELED_KEY = "tcs_unlabeled_inputs"
 
 
 class TCSDataCollator:
@@ -98,6 +103,13 @@ class TCSDistillationTrainer(Trainer):
             accuracy unless `compute_metrics` says otherwise.
         coordinate_system: a fitted `CoordinateSystem` to use instead of fitting one on the training features.
         teacher: a `Teacher` (or Hub id / folder) for the teacher pass, instead of `args.teacher_model_name_or_path`.
+        unlabeled_dataset: a pool of unlabelled examples (no label column, or labels -100/None) with the student's
+            inputs of `train_dataset` and, like it, teacher coordinates, features, or neither (the trainer then runs
+            the teacher pass on it too). Its coordinates are in the same coordinate system, fitted by default on the
+            labelled and the pool's features (`args.tcs_fit_on_unlabeled`). Every micro-batch of labelled examples
+            is joined by `round(args.tcs_unlabeled_ratio x per_device_train_batch_size)` pool examples, which carry
+            the coordinate loss only (logged as `tcs_unlabeled_loss`); an epoch is still one of `train_dataset`,
+            and the pool is cycled, reshuffled (from `data_seed` or `seed`) at each pass.
         Other arguments are those of `transformers.Trainer`.
     """
 
@@ -117,6 +129,7 @@ class TCSDistillationTrainer(Trainer):
         coordinate_system: CoordinateSystem | None = None,
         teacher: Teacher | str | None = None,
         callbacks: list | None = None,
+        unlabeled_dataset: datasets.Dataset | None = None,
         **kwargs,
     ):
         if args is None:
@@ -145,8 +158,12 @@ class TCSDistillationTrainer(Trainer):
         self.teacher_info = _teacher_info(teacher, args)
         self.teacher_pass_seconds: float | None = None
         self._card_fields: dict[str, Any] = {}
+        if unlabeled_dataset is not None:
+            unlabeled_dataset = _check_unlabeled(unlabeled_dataset, train_dataset, model, args)
         if args.tcs_loss_weight > 0 or args.tcs_lsh_weight > 0:
-            train_dataset = self._prepare_coordinates(args, train_dataset, coordinate_system, teacher)
+            train_dataset, unlabeled_dataset = self._prepare_coordinates(
+                args, train_dataset, coordinate_system, teacher, unlabeled_dataset
+            )
             self.tcs_head = attach_tcs_head(model, self._num_coordinates)
 
         if data_collator is None:
@@ -179,6 +196,10 @@ class TCSDistillationTrainer(Trainer):
             self.tcs_head.tcs_gate.requires_grad_(False)
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._saving_checkpoint = False
+        self.unlabeled_dataset = unlabeled_dataset
+        self._pool_view: tuple[datasets.Dataset, datasets.Dataset] | None = None  # (pool, its columns the model takes)
+        self._unlabeled_position = (-1, 0)  # (optimizer step, micro-batch within it) of the last pool draw
+        self._pool_order: tuple[int, np.ndarray] | None = None  # (pass over the pool, its permutation)
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names)
 
@@ -190,27 +211,71 @@ class TCSDistillationTrainer(Trainer):
         train_dataset: datasets.Dataset,
         coordinate_system: CoordinateSystem | None,
         teacher: Teacher | str | None,
-    ) -> datasets.Dataset:
-        """Make sure the training set has teacher coordinates; set the coordinate system and the target scale."""
+        unlabeled_dataset: datasets.Dataset | None = None,
+    ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+        """Make sure the training set (and the pool) have teacher coordinates; set the coordinate system and the
+        target scale."""
         feature_column, coordinate_column = args.tcs_feature_column, args.tcs_coordinate_column
         columns = train_dataset.column_names
+        pool_columns = [] if unlabeled_dataset is None else unlabeled_dataset.column_names
+        named = {"The training set": train_dataset, "The unlabelled pool": unlabeled_dataset}
+        without = [
+            name
+            for name, dataset in named.items()
+            if dataset is not None and not {feature_column, coordinate_column} & set(dataset.column_names)
+        ]
+        teacher = teacher or args.teacher_model_name_or_path
+        if without and teacher is None:
+            raise ValueError(
+                f"{without[0]} has neither a {coordinate_column!r} nor a {feature_column!r} column, and "
+                "no teacher was given: run `hf_tcs.precompute_teacher_features(dataset, teacher)` first, or "
+                "set `teacher_model_name_or_path` in TCSConfig so that the trainer runs the teacher pass."
+            )
+        provenance = None
+        if without:
+            # One teacher for both passes, loaded here on this process's device and freed before the student trains.
+            loaded_here = not isinstance(teacher, Teacher)
+            if loaded_here:
+                teacher = load_configured_teacher(teacher, args)
+            try:
+                if "The training set" in without:
+                    train_dataset, provenance = self._teacher_pass(args, train_dataset, teacher)
+                if "The unlabelled pool" in without:
+                    unlabeled_dataset, provenance = self._teacher_pass(args, unlabeled_dataset, teacher)
+            finally:
+                if loaded_here:
+                    _free_teacher(teacher)
         if coordinate_column not in columns:
-            provenance = None
-            if feature_column not in columns:
-                teacher = teacher or args.teacher_model_name_or_path
-                if teacher is None:
-                    raise ValueError(
-                        f"The training set has neither a {coordinate_column!r} nor a {feature_column!r} column, and "
-                        "no teacher was given: run `hf_tcs.precompute_teacher_features(dataset, teacher)` first, or "
-                        "set `teacher_model_name_or_path` in TCSConfig so that the trainer runs the teacher pass."
-                    )
-                train_dataset, provenance = self._teacher_pass(args, train_dataset, teacher)
             if coordinate_system is None:
-                coordinate_system = fit_coordinate_system(train_dataset, args, provenance)
+                if unlabeled_dataset is not None and coordinate_column in unlabeled_dataset.column_names:
+                    raise ValueError(
+                        f"The unlabelled pool has a {coordinate_column!r} column, but the trainer fits the coordinate "
+                        "system now, so those coordinates come from another one: remove that column from the pool "
+                        "(its teacher features, or the trainer's teacher pass, then give it coordinates in the new "
+                        "system), or pass the `coordinate_system` that produced them."
+                    )
+                coordinate_system = fit_coordinate_system(
+                    self._fitting_features(args, train_dataset, unlabeled_dataset), args, provenance
+                )
             # Rank 0 first: the other ranks, holding the same basis, then load its cached column.
             with args.main_process_first(desc="adding TCS coordinates"):
                 train_dataset = coordinate_system.add_coordinates(
                     train_dataset, feature_column=feature_column, output_column=coordinate_column, keep_features=False
+                )
+        if unlabeled_dataset is not None and coordinate_column not in unlabeled_dataset.column_names:
+            if coordinate_system is None:
+                raise ValueError(
+                    f"The training set has a {coordinate_column!r} column but the unlabelled pool only teacher "
+                    "features, and no coordinate system says how to project them: pass the `coordinate_system` "
+                    "that produced the training set's coordinates, or add them to the pool with "
+                    "`coordinate_system.add_coordinates(pool)`."
+                )
+            with args.main_process_first(desc="adding TCS coordinates to the unlabelled pool"):
+                unlabeled_dataset = coordinate_system.add_coordinates(
+                    unlabeled_dataset,
+                    feature_column=feature_column,
+                    output_column=coordinate_column,
+                    keep_features=False,
                 )
         self.coordinate_system = coordinate_system
         column = train_dataset.features[coordinate_column]
@@ -224,9 +289,20 @@ class TCSDistillationTrainer(Trainer):
         recorded = _check_coordinate_column(train_dataset, coordinate_column, coordinate_system)
         if not self.teacher_info.get("teacher") and recorded.get("teacher"):
             self.teacher_info = {key: value for key, value in recorded.items() if key != "coordinate_system"}
+        pool_k = None if unlabeled_dataset is None else len(unlabeled_dataset[0][coordinate_column])
+        if pool_k is not None and pool_k != k:
+            raise ValueError(
+                f"The unlabelled pool's {coordinate_column!r} column has {pool_k} coordinates but the training "
+                f"set's has {k}: compute both with the same coordinate system "
+                "(`coordinate_system.add_coordinates(pool)`), or give the pool teacher features instead."
+            )
+        if unlabeled_dataset is not None:
+            _check_coordinate_column(unlabeled_dataset, coordinate_column, coordinate_system)
         self._num_coordinates = k
         if coordinate_column in columns:  # the user's own column (ours come from checked features)
             _check_finite_coordinates(train_dataset, coordinate_column)
+        if unlabeled_dataset is not None and coordinate_column in pool_columns:
+            _check_finite_coordinates(unlabeled_dataset, coordinate_column, "the unlabelled pool")
         targets = None
         if coordinate_system is None or args.tcs_lsh_weight > 0:  # only then are the coordinates themselves needed
             targets = np.asarray(train_dataset.with_format("numpy")[:][coordinate_column], dtype=np.float64)
@@ -236,20 +312,16 @@ class TCSDistillationTrainer(Trainer):
             scaled = torch.as_tensor(targets * self._target_scale.numpy(), dtype=torch.float32)
             self._lsh_projection = lsh_projection(self._num_coordinates, bits, seed=args.seed)
             self._lsh_bias = lsh_bias(scaled, self._lsh_projection)
-        return train_dataset
+        return train_dataset, unlabeled_dataset
 
     def _teacher_pass(
-        self, args: TCSConfig, train_dataset: datasets.Dataset, teacher: Teacher | str
+        self, args: TCSConfig, train_dataset: datasets.Dataset, teacher: Teacher
     ) -> tuple[datasets.Dataset, dict]:
-        """Run the teacher once over the training set; each rank of a multi-process run on its own shard.
+        """Run the teacher once over a dataset (the training set or the pool); each rank of a multi-process run on
+        its own shard.
 
-        A teacher given by name is loaded here, on this process's device and in `args.teacher_dtype`, and freed
-        before the student trains. Returns the dataset with the feature column and the teacher's identity
-        (provenance of the coordinates).
+        Returns the dataset with the feature column and the teacher's identity (provenance of the coordinates).
         """
-        loaded_here = not isinstance(teacher, Teacher)
-        if loaded_here:
-            teacher = load_configured_teacher(teacher, args)
         start = time.perf_counter()
         dataset = precompute_teacher_features(
             train_dataset,
@@ -258,15 +330,21 @@ class TCSDistillationTrainer(Trainer):
             batch_size=args.teacher_batch_size,
             output_column=args.tcs_feature_column,
         )
-        self.teacher_pass_seconds = time.perf_counter() - start  # the one-off cost the model card reports
-        if loaded_here:
-            # Nothing needs the teacher any more: free its memory before the student trains.
-            device = teacher.device
-            teacher.model.to("meta")
-            if device.type == "cuda":
-                # PyTorch's caching allocator would keep the freed weights reserved, out of other processes' reach.
-                torch.cuda.empty_cache()
+        # The one-off cost the model card reports: every pass of this trainer (training set and pool) together.
+        self.teacher_pass_seconds = (self.teacher_pass_seconds or 0.0) + time.perf_counter() - start
         return dataset, teacher.to_dict()
+
+    @staticmethod
+    def _fitting_features(
+        args: TCSConfig, train_dataset: datasets.Dataset, unlabeled_dataset: datasets.Dataset | None
+    ) -> datasets.Dataset:
+        """The features the coordinate system is fitted on: the training set's, plus the pool's by default."""
+        if unlabeled_dataset is None or not args.tcs_fit_on_unlabeled:
+            return train_dataset
+        columns = [args.tcs_feature_column]
+        return datasets.concatenate_datasets(
+            [dataset.select_columns(columns) for dataset in (train_dataset, unlabeled_dataset)]
+        )
 
     # ---- Data --------------------------------------------------------------------------------------------------
 
@@ -275,6 +353,57 @@ class TCSDistillationTrainer(Trainer):
         super()._set_signature_columns_if_needed()
         if self.args.tcs_coordinate_column not in self._signature_columns:
             self._signature_columns.append(self.args.tcs_coordinate_column)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """Add the pool's micro-batch to the labelled one (`_prepare_inputs` moves it to the device too).
+
+        Hooked here, not in `get_train_dataloader`, so that the labelled dataloader stays transformers' own: its
+        sampler, `accelerate`'s sharding (`BatchSamplerShard`: rank r of W takes labelled batches r, r + W, ...),
+        the epoch length and the batches skipped on resume are untouched (read in transformers 5.24 /
+        accelerate 1.15). The pool is drawn by position instead (`_unlabeled_batch`), in the same rank-interleaved
+        order. Relies on Trainer's `_train_batch_size` and `_remove_unused_columns`.
+        """
+        if self.unlabeled_dataset is not None and self.tcs_head is not None:
+            inputs = {**inputs, _UNLABELED_KEY: self._unlabeled_batch()}
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def _unlabeled_batch(self) -> dict[str, Any]:
+        """The collated pool examples of this micro-batch.
+
+        The pool is read as one endless stream: a permutation of it per pass, drawn from (`data_seed` or `seed`,
+        pass number). Micro-batch `i` of optimizer step `t` on process `r` of `W` takes the `u` examples at stream
+        position `((t * gradient_accumulation_steps + i) * W + r) * u`, `u` being `tcs_unlabeled_ratio` x the
+        labelled micro-batch size. The position depends on the trainer state only, so a run resumed from a
+        checkpoint draws what the uninterrupted run draws, and 1 x B, 2 x B/2 (accumulation) and 2 processes x B/2
+        take the same examples at every optimizer step.
+        """
+        args = self.args
+        step, micro = self._unlabeled_position
+        micro = micro + 1 if step == self.state.global_step else 0
+        self._unlabeled_position = (self.state.global_step, micro)
+        size = max(1, round(args.tcs_unlabeled_ratio * self._train_batch_size))
+        chunk = (self.state.global_step * args.gradient_accumulation_steps + micro) * args.world_size
+        chunk += args.process_index
+        passes, offsets = np.divmod(np.arange(chunk * size, (chunk + 1) * size), len(self.unlabeled_dataset))
+        indices = [int(self._pool_permutation(int(p))[offset]) for p, offset in zip(passes, offsets, strict=True)]
+        if self._pool_view is None or self._pool_view[0] is not self.unlabeled_dataset:
+            # Without the columns the student's forward does not take, as Trainer does for train_dataset; here, not
+            # at init, so that the pool can still get its student view (tokenizer, transform) as train_dataset can.
+            self._pool_view = (
+                self.unlabeled_dataset,
+                self._remove_unused_columns(self.unlabeled_dataset, "unlabeled"),
+            )
+        columns = self._pool_view[1][indices]
+        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        return self.data_collator(rows)
+
+    def _pool_permutation(self, pass_index: int) -> np.ndarray:
+        """The order of the pool in its `pass_index`-th pass (the last one is kept: passes are consecutive)."""
+        if self._pool_order is None or self._pool_order[0] != pass_index:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            order = np.random.default_rng([seed, pass_index]).permutation(len(self.unlabeled_dataset))
+            self._pool_order = (pass_index, order)
+        return self._pool_order[1]
 
     def create_optimizer(self, model=None):
         # The gate only measures importance for tailoring: it must stay at 1, so the optimizer never sees it.
@@ -291,6 +420,7 @@ class TCSDistillationTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
+        unlabeled = inputs.pop(_UNLABELED_KEY, None)
         targets = inputs.pop(self.args.tcs_coordinate_column, None)
         labels = inputs.pop("labels", None)
         outputs = model(**inputs)
@@ -309,7 +439,23 @@ class TCSDistillationTrainer(Trainer):
             if hash_loss is not None:
                 self._metrics[mode]["lsh_loss"].append(hash_loss.detach())
                 loss = loss + self.args.tcs_lsh_weight * hash_loss
+        if unlabeled is not None:
+            loss = loss + self._unlabeled_loss(model, unlabeled)
         return (loss, outputs) if return_outputs else loss
+
+    def _unlabeled_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
+        """The weighted coordinate terms of the pool's micro-batch: a forward pass of its own, after the labelled
+        batch's terms have been read (the head keeps the coordinates of its last forward pass only)."""
+        inputs = dict(inputs)
+        targets = inputs.pop(self.args.tcs_coordinate_column)
+        model(**inputs)
+        coordinates_loss, hash_loss = self._coordinate_losses(model, targets)
+        self._metrics["train"]["tcs_unlabeled_loss"].append(coordinates_loss.detach())
+        loss = self.args.tcs_loss_weight * coordinates_loss
+        if hash_loss is not None:
+            self._metrics["train"]["lsh_unlabeled_loss"].append(hash_loss.detach())
+            loss = loss + self.args.tcs_lsh_weight * hash_loss
+        return loss
 
     def _coordinate_losses(self, model, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         student = student_coordinates(model)
@@ -678,12 +824,11 @@ def _check_training_labels(dataset: datasets.Dataset, num_labels: int) -> None:
             "that only carries the coordinate loss."
         )
     if not values:
-        logger.warning(
-            "Every example of train_dataset is unlabelled (-100/None): the student learns the teacher's coordinates "
-            "only, and nothing about the task. Unlabelled examples belong in `unlabeled_dataset=`, next to a labelled "
-            "train_dataset."
+        raise ValueError(
+            "Every example of train_dataset is unlabelled (-100/None): the student would learn the teacher's "
+            "coordinates only, and nothing about the task. Pass the labelled examples as train_dataset and the "
+            "unlabelled ones as `unlabeled_dataset=`, the pool that carries the coordinate loss next to them."
         )
-        return
     column = next(c for c in ("label", "labels") if c in dataset.column_names)
     feature = dataset.features[column]
     num_classes = feature.num_classes if isinstance(feature, datasets.ClassLabel) else max(values) + 1
@@ -695,7 +840,7 @@ def _check_training_labels(dataset: datasets.Dataset, num_labels: int) -> None:
         )
 
 
-def _check_finite_coordinates(dataset: datasets.Dataset, column: str) -> None:
+def _check_finite_coordinates(dataset: datasets.Dataset, column: str, name: str = "the training set") -> None:
     """A NaN/inf teacher coordinate trains a NaN student while the logged loss looks fine: name the rows instead."""
     bad, start = [], 0
     for batch in dataset.select_columns([column]).with_format("numpy").iter(batch_size=4096):
@@ -704,7 +849,7 @@ def _check_finite_coordinates(dataset: datasets.Dataset, column: str) -> None:
         start += len(values)
     if bad:
         raise ValueError(
-            f"{len(bad)} rows of the training set's {column!r} column hold NaN or inf (rows {bad[:5]}"
+            f"{len(bad)} rows of {name}'s {column!r} column hold NaN or inf (rows {bad[:5]}"
             f"{'...' if len(bad) > 5 else ''}): recompute the coordinates from finite teacher features "
             "(`coordinate_system.add_coordinates(dataset)`) or drop those rows."
         )
@@ -723,6 +868,63 @@ def _check_finite_weights(model: torch.nn.Module) -> None:
             "not saved: training diverged. Check the logged losses, lower the learning rate (or use gradient "
             "clipping, `max_grad_norm`), and check the teacher coordinates."
         )
+
+
+def _free_teacher(teacher: Teacher) -> None:
+    """Nothing needs the teacher any more: free its memory before the student trains."""
+    device = teacher.device
+    teacher.model.to("meta")
+    if device.type == "cuda":
+        # PyTorch's caching allocator would keep the freed weights reserved, out of other processes' reach.
+        torch.cuda.empty_cache()
+
+
+def _check_unlabeled(
+    pool: datasets.Dataset, train_dataset: datasets.Dataset, model: torch.nn.Module, args: TCSConfig
+) -> datasets.Dataset:
+    """Check the unlabelled pool against the training set; return it without its (empty) label column."""
+    if not isinstance(pool, datasets.Dataset):
+        raise ValueError(
+            f"unlabeled_dataset must be a datasets.Dataset of unlabelled examples, got {type(pool).__name__}: "
+            "build one with `datasets.Dataset.from_dict(...)` or `datasets.load_dataset(...)`."
+        )
+    if len(pool) == 0:
+        raise ValueError(
+            "unlabeled_dataset is empty: pass the unlabelled examples, or leave unlabeled_dataset=None to train on "
+            "the labelled examples only."
+        )
+    if args.tcs_loss_weight == 0 and args.tcs_lsh_weight == 0:
+        raise ValueError(
+            "unlabeled_dataset only carries the coordinate loss, which tcs_loss_weight=0 turns off: set "
+            "tcs_loss_weight > 0, or leave unlabeled_dataset=None for plain cross-entropy."
+        )
+    for column in ("label", "labels"):
+        if column in pool.column_names:
+            labels = [value for value in pool.unique(column) if value is not None and value != IGNORE_INDEX]
+            if labels:
+                raise ValueError(
+                    f"unlabeled_dataset has labels in its {column!r} column (e.g. {sorted(labels)[:5]}): put the "
+                    "labelled examples in train_dataset, mark unlabelled ones with -100 or None, or drop the column "
+                    f"(`pool.remove_columns({column!r})`)."
+                )
+            pool = pool.remove_columns(column)
+    # The student inputs the training set feeds the model: the pool must have the same ones.
+    ignored = {"label", "labels", args.tcs_feature_column, args.tcs_coordinate_column}
+    inputs = [column for column in train_dataset.column_names if column not in ignored]
+    extra = []
+    if args.remove_unused_columns:  # only the columns Trainer keeps: those the model's forward takes
+        accepted = inspect.signature(model.forward).parameters
+        inputs = [column for column in inputs if column in accepted]
+    else:  # every column reaches the collator, so the pool's must be the training set's
+        extra = [c for c in pool.column_names if c not in ignored and c not in train_dataset.column_names]
+    missing = [column for column in inputs if column not in pool.column_names]
+    if missing or extra:
+        raise ValueError(
+            f"unlabeled_dataset's columns do not match the training set's: missing {missing}, extra {extra} "
+            f"(training set: {train_dataset.column_names}, pool: {pool.column_names}). Prepare the pool as the "
+            "training set (the same tokenizer or image processor `map`), or remove the extra columns."
+        )
+    return pool
 
 
 def _check_labels(dataset: datasets.Dataset, num_labels: int, name: str) -> list[int] | None:

@@ -4,9 +4,10 @@ Each process runs the teacher pass with `precompute_teacher_features` over a dat
 over the same rows held in memory (with a fresh cache, and with `--cached-dir`, the cache of an earlier single-process
 pass), and writes what it saw to `<out>/rank<r>.npz`: the feature columns, how many rows its teacher encoded, and,
 with `--train`, the coordinate system and (rank 0) the final student weights of a `TCSDistillationTrainer` run that
-loads the teacher itself. With `--main-first` the passes run inside `TrainingArguments.main_process_first()` instead
-(the transformers examples' idiom), and with `--unmatched-pass` rank 1 then runs one more pass that rank 0 does not.
-An error is also written to `<out>/error-rank<r>.txt` before the process exits with it.
+loads the teacher itself (with `--pool N`, the last N rows are an unlabelled pool without teacher features). With
+`--main-first` the passes run inside `TrainingArguments.main_process_first()` instead (the transformers examples'
+idiom), and with `--unmatched-pass` rank 1 then runs one more pass that rank 0 does not. An error is also written to
+`<out>/error-rank<r>.txt` before the process exits with it.
 """
 
 import argparse
@@ -44,14 +45,18 @@ def features_of(dataset: datasets.Dataset) -> np.ndarray:
     return np.asarray(dataset.with_format("numpy")["teacher_features"])
 
 
-def logged_losses(trainer: TCSDistillationTrainer) -> np.ndarray:
-    """The (ce_loss, tcs_loss) the trainer logged at each step."""
+def logged_losses(trainer: TCSDistillationTrainer, names=("ce_loss", "tcs_loss")) -> np.ndarray:
+    """The loss terms (`names`) the trainer logged at each step."""
     history = trainer.state.log_history
-    return np.array([[entry["ce_loss"], entry["tcs_loss"]] for entry in history if "tcs_loss" in entry])
+    return np.array([[entry[name] for name in names] for entry in history if "tcs_loss" in entry])
 
 
-def make_trainer(data: str, teacher: str, output_dir: str, batch_size: int, **config) -> TCSDistillationTrainer:
-    """A tiny ViT student distilled from `teacher` (loaded by the trainer) for 4 SGD steps; `config` overrides."""
+def make_trainer(
+    data: str, teacher: str, output_dir: str, batch_size: int, pool: int = 0, **config
+) -> TCSDistillationTrainer:
+    """A tiny ViT student distilled from `teacher` (loaded by the trainer) for 4 SGD steps; `config` overrides.
+
+    With `pool`, the last `pool` rows are an unlabelled pool (no label column), added to every batch."""
     student = make_student(seed=0)
     settings = dict(
         teacher_model_name_or_path=teacher,
@@ -72,7 +77,16 @@ def make_trainer(data: str, teacher: str, output_dir: str, batch_size: int, **co
         disable_tqdm=True,
     )
     args = TCSConfig(output_dir=output_dir, **{**settings, **config})
-    return TCSDistillationTrainer(model=student, args=args, train_dataset=datasets.load_from_disk(data))
+    dataset = datasets.load_from_disk(data)
+    if not pool:
+        return TCSDistillationTrainer(model=student, args=args, train_dataset=dataset)
+    labelled, unlabelled = (
+        dataset.select(range(len(dataset) - pool)),
+        dataset.select(range(len(dataset) - pool, len(dataset))),
+    )
+    return TCSDistillationTrainer(
+        model=student, args=args, train_dataset=labelled, unlabeled_dataset=unlabelled.remove_columns("label")
+    )
 
 
 def main(
@@ -84,6 +98,7 @@ def main(
     cached_dir: str | None,
     main_first: bool = False,
     unmatched_pass: bool = False,
+    pool: int = 0,
 ) -> None:
     rank = int(os.environ.get("RANK", "0"))
     rows = count_encoded_rows()
@@ -107,12 +122,13 @@ def main(
         teacher_pass("cached", datasets.load_from_disk(data, keep_in_memory=True), cache_dir=cached_dir)
     if train:
         before = sum(rows)
-        trainer = make_trainer(data, teacher, str(out / "trainer"), batch_size)
+        trainer = make_trainer(data, teacher, str(out / "trainer"), batch_size, pool)
         results["trainer_rows"] = sum(rows) - before
         cs = trainer.coordinate_system
         results.update(mean=cs.mean, components=cs.components, eigenvalues=cs.eigenvalues)
         trainer.train()
-        results["losses"] = logged_losses(trainer)
+        names = ("ce_loss", "tcs_loss", "tcs_unlabeled_loss") if pool else ("ce_loss", "tcs_loss")
+        results["losses"] = logged_losses(trainer, names)
         if rank == 0:
             state = {name: tensor.detach().numpy() for name, tensor in trainer.model.state_dict().items()}
             np.savez(out / "weights.npz", **state)
@@ -132,6 +148,7 @@ if __name__ == "__main__":
     parser.add_argument("--main-first", action="store_true", help="run the passes inside main_process_first()")
     parser.add_argument("--unmatched-pass", action="store_true", help="rank 1 runs a pass that rank 0 does not")
     parser.add_argument("--wait", type=float, help="seconds a process waits for the others to enter a teacher pass")
+    parser.add_argument("--pool", type=int, default=0, help="train with the last N rows as an unlabelled pool")
     cli = parser.parse_args()
     datasets.disable_progress_bars()
     if cli.wait is not None:
@@ -146,6 +163,7 @@ if __name__ == "__main__":
             cli.cached_dir,
             cli.main_first,
             cli.unmatched_pass,
+            cli.pool,
         )
     except Exception:
         (cli.out / f"error-rank{os.environ.get('RANK', '0')}.txt").write_text(traceback.format_exc())
