@@ -432,8 +432,8 @@ def merge_user_text(card: RepoCard, other: str) -> RepoCard:
     either is lost.
 
     Above and below the section, the paragraphs of `other` that `card` lacks are appended to `card`'s own, in order
-    (a paragraph edited in both versions appears in both forms); the template's placeholders ("More information
-    needed.") are no user text and are not added. Metadata and hf_tcs' section stay `card`'s.
+    (a paragraph edited in both versions appears in both forms; one in both, such as the template's limitations
+    text, appears once). Metadata and hf_tcs' section stay `card`'s.
     """
     text = card.text
     if GENERATED_START not in text or GENERATED_END not in text:
@@ -456,10 +456,8 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def _union_paragraphs(text: str, other: str) -> str:
-    template = TEMPLATE_PATH.read_text(encoding="utf-8")
-    placeholders = set(_paragraphs(template[template.index("{{ generated_end }}") :]))
     paragraphs = _paragraphs(text)
-    paragraphs += [block for block in _paragraphs(other) if block not in paragraphs and block not in placeholders]
+    paragraphs += [block for block in _paragraphs(other) if block not in paragraphs]
     return "\n\n".join(paragraphs)
 
 
