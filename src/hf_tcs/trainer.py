@@ -9,6 +9,20 @@ on the coordinates still active after tailoring. Unlabelled examples (label -100
 loss only; an `unlabeled_dataset` (pool) adds a batch of them to every labelled batch, with its own coordinate term
 (`tcs_unlabeled_loss`). `save_model` writes the folded student: the unchanged model class and config, loadable
 without hf_tcs.
+
+The Trainer contract. Public hooks carry most of it (`compute_loss`, `training_step`, `create_optimizer`, `log`,
+`save_model`, `create_model_card`, `push_to_hub`); these private `Trainer` members are used too, each read in
+transformers 5.24.0 (the only release CI tests, hence `transformers>=5.24` in setup.py; recheck them when raising
+that bound):
+- `_set_signature_columns_if_needed`: keeps the coordinate column through `remove_unused_columns=True` (as TRL does);
+- `_save_checkpoint`: marks checkpoint saves, which keep the unfolded head for resuming;
+- `_load_from_checkpoint`: reloads weights whose keys transformers 5 renames on save and does not map back on resume;
+- `save_model(_internal_call=True)`: folds once, then saves without transformers' push from inside (it would fold
+  again);
+- `_save`: keeps the Hub token out of the pickled `training_args.bin`;
+- `_push_from_checkpoint`: pushes the folded student, not the unfolded checkpoint; a copy of transformers' body,
+  because that body copies the checkpoint's weights into the pushed folder with no hook in between;
+- `_remove_unused_columns` and `_train_batch_size` (read by `training_step` for the unlabelled pool).
 """
 
 from __future__ import annotations
