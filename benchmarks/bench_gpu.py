@@ -342,9 +342,10 @@ def freed_arm(job: dict) -> dict:
         before = {"peak_before_training_mb": memory.peak_mb(), "allocated_before_training_mb": memory.current_mb()}
         memory.reset()
         trainer.train()
+    seconds = trainer.targets.teacher_pass_seconds
     return {
         "arm": arm,
-        "teacher_pass_s": None if trainer.teacher_pass_seconds is None else round(trainer.teacher_pass_seconds, 2),
+        "teacher_pass_s": None if seconds is None else round(seconds, 2),
         **before,
         "training_peak_mb": memory.peak_mb(),
         "memory_source": memory.source,

@@ -75,8 +75,8 @@ def main():
         splits, tokenizer, str(output_dir / "tcs"), epochs=args.epochs, coordinate_system=coordinates
     )
     # The model card: what taught the student, what it cost, and the cross-entropy run as its baseline.
-    trainer.teacher_pass_seconds = teacher_seconds
     trainer.create_model_card(
+        teacher_pass_seconds=teacher_seconds,
         model_name="bert-2l-banking77-tcs",
         language="en",
         dataset="PolyAI/banking77",

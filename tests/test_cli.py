@@ -31,7 +31,8 @@ from transformers import (
 
 from hf_tcs import CoordinateSystem, TCSConfig
 from hf_tcs.cli import COMMANDS, command_parser, main, run
-from hf_tcs.data import DataArguments, encode_labels, find_input_column
+from hf_tcs.columns import find_input_column
+from hf_tcs.data import DataArguments, encode_labels
 from hf_tcs.models import load_student, student_source
 
 DATA_DIR = Path(__file__).parent / "data"

@@ -117,7 +117,7 @@ def test_default_logging_is_quiet_and_log_level_brings_the_detail_back(teacher_d
     quiet = run_distill(teacher_dirs, tmp_path / "quiet")
     assert "Model config" not in quiet and "loading configuration file" not in quiet
     assert "datasets.builder" not in quiet and "Generating train split\n" not in quiet
-    assert "hf_tcs.trainer - Coordinate system: CoordinateSystem(" in quiet  # hf_tcs' own progress stays
+    assert "hf_tcs.coordinates - Coordinate system: CoordinateSystem(" in quiet  # hf_tcs' own progress stays
 
     verbose = run_distill(teacher_dirs, tmp_path / "verbose", "--log_level", "info")
     assert verbose.count("Model config BertConfig") >= 1

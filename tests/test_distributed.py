@@ -20,7 +20,7 @@ import pytest
 import torch
 from transformers import ViTImageProcessor
 
-import hf_tcs.trainer
+import hf_tcs.teachers
 from hf_tcs import CoordinateSystem, TCSConfig, load_teacher, precompute_teacher_features
 from hf_tcs.teachers import Teacher
 
@@ -243,13 +243,13 @@ def test_trainer_runs_the_teacher_in_teacher_dtype_and_frees_it_before_training(
     image_data, teacher_dirs, tmp_path, monkeypatch
 ):
     teachers = []
-    load = hf_tcs.trainer.load_teacher
+    load = hf_tcs.teachers.load_teacher
 
     def recording_load(*args, **kwargs):
         teachers.append(load(*args, **kwargs))
         return teachers[-1]
 
-    monkeypatch.setattr("hf_tcs.trainer.load_teacher", recording_load)
+    monkeypatch.setattr("hf_tcs.teachers.load_teacher", recording_load)
     trainer = run_tcs.make_trainer(
         image_data, str(teacher_dirs["dino"]), str(tmp_path), batch_size=16, teacher_dtype="bfloat16", max_steps=1
     )

@@ -107,7 +107,7 @@ def test_a_card_failure_warns_and_never_stops_saving(tmp_path, image_features, m
         raise RuntimeError("template exploded")
 
     monkeypatch.setattr(TCSModelCardData, "from_trainer", broken)
-    with caplog.at_level(logging.WARNING, logger="hf_tcs.trainer"):
+    with caplog.at_level(logging.WARNING, logger="hf_tcs.model_card"):
         trainer.save_model()
     assert "template exploded" in caplog.text
     assert AutoModelForImageClassification.from_pretrained(tmp_path / "out").config.num_labels == NUM_LABELS
@@ -155,7 +155,7 @@ def test_card_data_renders_without_a_trainer():
         model_name="tiny", dataset="user/data", finetuned_from="org/student", license="mit", tasks="ignored"
     )
     data.pipeline_tag, data.eval_metrics = "text-classification", {"accuracy": 0.5, "loss": 1.0}
-    data.teacher = {"teacher": "sentence-transformers/all-MiniLM-L6-v2", "teacher_revision": "abc123"}
+    data.teacher_info = {"teacher": "sentence-transformers/all-MiniLM-L6-v2", "teacher_revision": "abc123"}
     card = data.render()
     assert card.data.datasets == ["user/data"] and card.data.base_model == "org/student"
     assert card.data.distillation_teacher_revision == "abc123"

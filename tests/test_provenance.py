@@ -10,8 +10,8 @@ from test_trainer import make_args
 from tiny_models import make_student
 
 from hf_tcs import CoordinateSystem, TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
-from hf_tcs.features import column_provenance
-from hf_tcs.trainer import load_configured_teacher
+from hf_tcs.columns import column_provenance
+from hf_tcs.teachers import load_configured_teacher
 
 HUB_ID = "facebook/dino-vits16"
 

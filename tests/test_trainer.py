@@ -109,9 +109,9 @@ def test_targets_are_globally_scaled_coordinates(tmp_path, image_features):
     column = np.asarray(trainer.train_dataset.with_format("numpy")[:]["tcs_coordinates"])
     np.testing.assert_allclose(column, expected, atol=1e-5)
     # one scalar for all coordinates, making the mean variance over all D teacher components 1
-    scale = trainer._target_scale.numpy()
+    scale = trainer.targets.scale.numpy()
     np.testing.assert_allclose(scale, 1 / np.sqrt(cs.all_eigenvalues.mean()), rtol=1e-6)
-    assert trainer._feature_dim == cs.feature_dim == 32
+    assert trainer.targets.loss_dims == cs.feature_dim == 32
 
 
 def test_a_coordinate_column_alone_is_scaled_by_its_own_variances(tmp_path, image_features):
@@ -121,9 +121,9 @@ def test_a_coordinate_column_alone_is_scaled_by_its_own_variances(tmp_path, imag
     )
     trainer = TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=coordinates_only)
     column = np.asarray(coordinates_only.with_format("numpy")[:]["tcs_coordinates"], dtype=np.float64)
-    assert trainer.coordinate_system is None and trainer._num_coordinates == trainer._feature_dim == 8
+    assert trainer.coordinate_system is None and trainer.targets.num_coordinates == trainer.targets.loss_dims == 8
     np.testing.assert_allclose(
-        trainer._target_scale.numpy(), 1 / np.sqrt(column.var(axis=0, ddof=1).mean()), rtol=1e-5
+        trainer.targets.scale.numpy(), 1 / np.sqrt(column.var(axis=0, ddof=1).mean()), rtol=1e-5
     )
     trainer.train()
 
@@ -170,7 +170,7 @@ def test_mixed_and_missing_labels_are_accepted(tmp_path, image_features):
 def test_optional_lsh_loss_is_added_and_logged(tmp_path, image_features):
     args = make_args(tmp_path, max_steps=2, tcs_lsh_weight=1.0, tcs_lsh_bits=32, remove_unused_columns=False)
     trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)
-    assert trainer._lsh_projection.shape == (16, 32) and trainer._lsh_bias.shape == (32,)
+    assert trainer.targets.lsh_projection.shape == (16, 32) and trainer.targets.lsh_bias.shape == (32,)
     trainer.train()
     logs = trainer.state.log_history[0]
     assert logs["lsh_loss"] > 0 and np.isfinite(logs["loss"])

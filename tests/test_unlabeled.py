@@ -101,7 +101,7 @@ def test_the_pool_adds_its_weighted_coordinate_loss_to_the_labelled_loss(tmp_pat
     model.load_state_dict(initial)
     pixels = torch.as_tensor(np.asarray(with_pool.unlabeled_dataset.with_format("numpy")[rows]["pixel_values"]))
     model(pixel_values=pixels)
-    targets = pool_coordinates * with_pool._target_scale
+    targets = pool_coordinates * with_pool.targets.scale
     loss = with_pool.args.tcs_loss_weight * coordinate_loss(
         student_coordinates(model), targets, num_dims=cs.feature_dim
     )

@@ -1,13 +1,12 @@
 """hf_tcs: teacher-free knowledge distillation with a tailored coordinate system (TCS) on the Hugging Face stack."""
 
-__version__ = "0.1.0.dev0"
-
-from .config import TCSConfig  # noqa: E402
-from .coordinates import CoordinateSystem, FeatureStatistics  # noqa: E402
-from .features import precompute_teacher_features  # noqa: E402
-from .student import attach_tcs_head, fold_tcs_head  # noqa: E402
-from .teachers import Teacher, load_teacher  # noqa: E402
-from .trainer import TCSDistillationTrainer  # noqa: E402
+from .config import TCSConfig
+from .coordinates import CoordinateSystem, FeatureStatistics
+from .features import precompute_teacher_features
+from .student import attach_tcs_head, fold_tcs_head
+from .teachers import Teacher, load_teacher
+from .trainer import TCSDistillationTrainer
+from .version import __version__
 
 __all__ = [
     "CoordinateSystem",

@@ -26,13 +26,13 @@ import yaml
 from huggingface_hub.errors import HfHubHTTPError
 from transformers import HfArgumentParser, TrainingArguments
 
-from . import __version__
 from .config import TCSConfig, count_or_share
 from .data import DataArguments
-from .features import check_launch
+from .distributed import check_launch
 from .hub import HubPublishingError
 from .jobs import ModelCardArguments, PrecomputeArguments, PushArguments, distill, precompute, push
 from .models import StudentArguments
+from .version import __version__
 
 __all__ = ["COMMANDS", "TCSArgumentParser", "command_parser", "main", "run"]
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .columns import COORDINATE_COLUMN, FEATURE_COLUMN
+
 __all__ = ["TCSConfig", "count_or_share"]
 
 _TARGET_SCALINGS = ("global", "none", "standardize")
@@ -142,8 +144,8 @@ class TCSConfig(TrainingArguments):
         default="global",
         metadata={"help": "Target scaling: global (mean variance 1, spectrum kept), none, or standardize."},
     )
-    tcs_feature_column: str = field(default="teacher_features", metadata={"help": "Teacher feature column."})
-    tcs_coordinate_column: str = field(default="tcs_coordinates", metadata={"help": "Teacher coordinate column."})
+    tcs_feature_column: str = field(default=FEATURE_COLUMN, metadata={"help": "Teacher feature column."})
+    tcs_coordinate_column: str = field(default=COORDINATE_COLUMN, metadata={"help": "Teacher coordinate column."})
 
     tcs_unlabeled_ratio: float = field(
         default=1.0,

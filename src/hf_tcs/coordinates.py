@@ -1,4 +1,4 @@
-"""The tailored coordinate system (TCS): the PCA of a frozen teacher's features.
+"""The tailored coordinate system (TCS): the PCA of a frozen teacher's features, and what the trainer asks of it.
 
 A teacher runs once over a dataset and its features are stored in a ``teacher_features`` column. TCS replaces the
 teacher by a coordinate system of those features: their mean and the eigenvectors of their covariance, sorted by
@@ -6,13 +6,17 @@ explained variance. Students are trained to predict the coordinates of each exam
 
 `FeatureStatistics` streams the first two moments in float64, so fitting needs O(D^2) memory whatever the number of
 examples, and statistics of data shards (or processes) combine exactly. `CoordinateSystem` decomposes them, projects
-features, writes the coordinates as a cached `datasets` column and saves/loads itself as safetensors + JSON.
+features, writes the coordinates as a cached `datasets` column and saves/loads itself as safetensors + JSON (in a
+student folder: `COORDINATE_SYSTEM_FOLDER`). `fit_coordinate_system` fits one under a multi-process launch too;
+`target_scale` is the per-coordinate scale of the targets the coordinate loss compares; `check_coordinate_column` and
+`check_finite_coordinates` refuse coordinate columns a student must not train on.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import numbers
 import os
 from collections.abc import Iterable, Iterator
@@ -23,12 +27,20 @@ import datasets
 import numpy as np
 import safetensors.numpy
 import torch
+from accelerate.utils import broadcast_object_list
 from datasets.fingerprint import Hasher
 
-from .features import DEFAULT_FEATURE_COLUMN, column_provenance, float32_column
+from .columns import COORDINATE_COLUMN, FEATURE_COLUMN, column_provenance, features_provenance, float32_column
+from .config import TCSConfig, count_or_share
+from .distributed import fail_together, merge_across_processes, shard_bounds
+from .version import __version__
 
-__all__ = ["CoordinateSystem", "FeatureStatistics"]
+__all__ = ["CoordinateSystem", "FeatureStatistics", "fit_coordinate_system"]
 
+logger = logging.getLogger(__name__)
+
+# Where a student folder (and a feature dataset repo) keeps its coordinate system.
+COORDINATE_SYSTEM_FOLDER = "tcs"
 CONFIG_NAME = "coordinate_system.json"
 WEIGHTS_NAME = "coordinate_system.safetensors"
 FORMAT_VERSION = 1
@@ -219,7 +231,7 @@ class CoordinateSystem:
         features: Any,
         *,
         num_components: int | float | None = None,
-        feature_column: str = DEFAULT_FEATURE_COLUMN,
+        feature_column: str = FEATURE_COLUMN,
         batch_size: int = 4096,
         metadata: dict[str, Any] | None = None,
     ) -> CoordinateSystem:
@@ -246,12 +258,7 @@ class CoordinateSystem:
             raise ValueError("Got no features to fit on: pass the teacher features of a non-empty training set.")
         if isinstance(features, datasets.Dataset):
             # Provenance the caller would otherwise have to collect by hand; explicit metadata wins.
-            metadata = {
-                **column_provenance(features, feature_column),  # the teacher, when hf_tcs made the column
-                "dataset_fingerprint": features._fingerprint,
-                "feature_column": feature_column,
-                **(metadata or {}),
-            }
+            metadata = {**features_provenance(features, feature_column), **(metadata or {})}
         return cls(statistics, num_components=num_components, metadata=metadata)
 
     @classmethod
@@ -420,8 +427,8 @@ class CoordinateSystem:
         self,
         dataset: datasets.Dataset | datasets.DatasetDict,
         *,
-        feature_column: str = DEFAULT_FEATURE_COLUMN,
-        output_column: str = "tcs_coordinates",
+        feature_column: str = FEATURE_COLUMN,
+        output_column: str = COORDINATE_COLUMN,
         standardize: bool = False,
         batch_size: int = 1000,
         keep_features: bool = True,
@@ -501,8 +508,6 @@ class CoordinateSystem:
         return hasher.hexdigest()
 
     def _fingerprint(self, dataset_fingerprint: str, options: dict[str, Any]) -> str:
-        from . import __version__
-
         hasher = Hasher()
         hasher.update(dataset_fingerprint)
         for array in (self._mean, self.components, self.eigenvalues):
@@ -514,8 +519,6 @@ class CoordinateSystem:
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Write ``coordinate_system.safetensors`` (float64 arrays) and ``coordinate_system.json`` (config)."""
-        from . import __version__
-
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         # mean/scatter/num_examples define the basis; the decomposition is saved for readers other than hf_tcs.
@@ -601,6 +604,108 @@ class CoordinateSystem:
         )
 
 
+def fit_coordinate_system(dataset: datasets.Dataset, args: TCSConfig) -> CoordinateSystem:
+    """Fit the coordinate system on a dataset's teacher features (`args.tcs_feature_column`), keeping
+    `args.tcs_num_components` (a share of variance or a count); each process of a multi-process run reads only its
+    shard.
+
+    The processes' statistics are merged exactly (`FeatureStatistics.merge`), so the basis is the single-process one;
+    the main process decomposes them and sends its result to the others, so every process holds bitwise the same
+    basis (and the coordinate column gets the same cache fingerprint on every process).
+    """
+    num_components = count_or_share(args.tcs_num_components)  # the field may have been set after construction
+    feature_column, state = args.tcs_feature_column, args.distributed_state
+    if state is None or state.num_processes == 1:
+        coordinate_system = CoordinateSystem.fit(dataset, num_components=num_components, feature_column=feature_column)
+    else:
+        with fail_together(state, "Fitting the coordinate system"):
+            features = dataset.select_columns([feature_column]).with_format("numpy")
+            statistics = FeatureStatistics(len(features[0][feature_column]))
+            start, end = shard_bounds(len(features), state.num_processes, state.process_index)
+            for batch in features.select(range(start, end)).iter(batch_size=4096):
+                statistics.update(batch[feature_column])
+        statistics = merge_across_processes(statistics, FeatureStatistics.merge)
+        coordinate_system = None
+        with fail_together(state, "Fitting the coordinate system"):
+            if state.is_main_process:
+                coordinate_system = CoordinateSystem.from_statistics(
+                    statistics, num_components=num_components, metadata=features_provenance(dataset, feature_column)
+                )
+        coordinate_system = broadcast_object_list([coordinate_system])[0]
+    logger.info("Coordinate system: %r", coordinate_system)
+    return coordinate_system
+
+
+def target_scale(
+    scaling: str, coordinate_system: CoordinateSystem | None, k: int, targets: np.ndarray | None
+) -> tuple[torch.Tensor, int]:
+    """Per-coordinate scale of the k targets, and the dimension D the coordinate loss is normalised by.
+
+    With a coordinate system the scale uses its full spectrum (all D eigenvalues); with only a coordinate column
+    (`targets`, N x k) it falls back to the column's own variances, and D to the column width.
+    """
+    if coordinate_system is not None:
+        variances = np.asarray(coordinate_system.eigenvalues[:k], dtype=np.float64)
+        global_scale = coordinate_system.global_scale
+        feature_dim = coordinate_system.feature_dim
+    else:
+        variances = targets.var(axis=0, ddof=1) if len(targets) > 1 else np.full(k, np.nan)
+        if not variances.mean() > 0:  # NaN for one row, 0 for the same coordinates in every row
+            raise ValueError(
+                f"The teacher coordinates of the training set ({len(targets)} rows) have zero or undefined variance, "
+                "so the target scale would be inf/NaN: a coordinate column needs at least 2 rows that differ. Compute "
+                "it over the whole training set, pass the `coordinate_system` that made it, or set "
+                "tcs_target_scaling='none'."
+            )
+        global_scale = 1.0 / np.sqrt(variances.mean())
+        feature_dim = k
+    if scaling == "none":
+        scale = np.ones(k)
+    elif scaling == "global":
+        scale = np.full(k, global_scale)
+    else:
+        if (variances <= 0).any():
+            raise ValueError(
+                "tcs_target_scaling='standardize' divides each coordinate by its standard deviation, and some "
+                "coordinates have zero variance: keep fewer components (tcs_num_components) or use 'global'."
+            )
+        scale = 1.0 / np.sqrt(variances)
+    return torch.as_tensor(scale, dtype=torch.float32), feature_dim
+
+
+def check_coordinate_column(
+    dataset: datasets.Dataset, column: str, coordinate_system: CoordinateSystem | None
+) -> dict[str, Any]:
+    """The provenance recorded in the coordinate column; raise when another coordinate system made the column than
+    the one the trainer uses (the student would learn one system's targets and `tcs/` would hold the other)."""
+    recorded = column_provenance(dataset, column)
+    made_by = recorded.get("coordinate_system")
+    if coordinate_system is not None and made_by is not None and made_by != coordinate_system.fingerprint:
+        raise ValueError(
+            f"The {column!r} column was made by another coordinate system (fingerprint {made_by[:12]}...) than the "
+            f"one given to the trainer ({coordinate_system.fingerprint[:12]}...; teacher "
+            f"{coordinate_system.metadata.get('teacher')!r}): pass the coordinate system that made the column, or "
+            f"recompute the column with `coordinate_system.add_coordinates(dataset)` after "
+            f"`dataset.remove_columns({column!r})`."
+        )
+    return recorded
+
+
+def check_finite_coordinates(dataset: datasets.Dataset, column: str, name: str = "the training set") -> None:
+    """A NaN/inf teacher coordinate trains a NaN student while the logged loss looks fine: name the rows instead."""
+    bad, start = [], 0
+    for batch in dataset.select_columns([column]).with_format("numpy").iter(batch_size=4096):
+        values = np.asarray(batch[column], dtype=np.float64)
+        bad.extend((start + np.flatnonzero(~np.isfinite(values).all(axis=1))).tolist())
+        start += len(values)
+    if bad:
+        raise ValueError(
+            f"{len(bad)} rows of {name}'s {column!r} column hold NaN or inf (rows {bad[:5]}"
+            f"{'...' if len(bad) > 5 else ''}): recompute the coordinates from finite teacher features "
+            "(`coordinate_system.add_coordinates(dataset)`) or drop those rows."
+        )
+
+
 def _resolve_files(
     path_or_repo_id: str, subfolder: str | None, revision: str | None, repo_type: str | None
 ) -> tuple[str, str]:
@@ -615,8 +720,6 @@ def _resolve_files(
                 )
         return str(files[0]), str(files[1])
     from huggingface_hub import hf_hub_download
-
-    from . import __version__
 
     try:
         return tuple(

@@ -15,23 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import torch
+
+from .columns import IGNORE_INDEX, LABEL_COLUMN, LABEL_COLUMNS, find_input_column
 
 __all__ = [
     "DataArguments",
     "TaskData",
     "encode_labels",
-    "find_input_column",
     "image_size",
     "load_task_data",
     "student_inputs",
 ]
 
-LABEL_COLUMN = "label"
-UNLABELLED = -100
 _EVAL_SPLITS = ("validation", "test")
 _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-_TEXT_COLUMN_NAMES = ("text", "sentence", "sentence1", "content", "query")
-_STRING_TYPES = ("string", "large_string")
 
 
 @dataclass
@@ -131,7 +130,9 @@ def load_task_data(args: DataArguments, *, seed: int = 42, input_column: str | N
     eval_split = _resolve_eval_split(splits, args.eval_split, args.train_split)
     splits = datasets.DatasetDict({name: splits[name] for name in (args.train_split, eval_split) if name})
     splits, label_names = encode_labels(splits, args.label_column)
-    column, modality = find_input_column(splits[args.train_split], input_column)
+    column, modality = find_input_column(
+        splits[args.train_split], input_column, reader="the teacher and the student", option="--teacher_input_column"
+    )
     if modality == "text":
         for name, split in splits.items():
             check_texts(split, column, name)
@@ -166,8 +167,8 @@ def _load_unlabeled(args: DataArguments, input_column: str) -> datasets.Dataset 
             f"{option} {name} has no {input_column!r} column, the training set's input column (its columns: "
             f"{pool.column_names}): rename its image or text column to {input_column!r}."
         )
-    for column in (LABEL_COLUMN, "labels"):
-        if column in pool.column_names and all(v is None or v == UNLABELLED for v in pool.unique(column)):
+    for column in LABEL_COLUMNS:
+        if column in pool.column_names and all(v is None or v == IGNORE_INDEX for v in pool.unique(column)):
             pool = pool.remove_columns(column)
     return pool
 
@@ -229,7 +230,7 @@ def encode_labels(
     (ints keep their order, strings are sorted); missing values and -100 mark unlabelled examples.
     """
     first = next(iter(splits.values()))
-    column = label_column or next((name for name in (LABEL_COLUMN, "labels") if name in first.column_names), None)
+    column = label_column or next((name for name in LABEL_COLUMNS if name in first.column_names), None)
     if column is None or column not in first.column_names:
         wanted = repr(label_column) if label_column else "'label' or 'labels'"
         raise ValueError(f"The dataset has no {wanted} column (columns: {first.column_names}): pass --label_column.")
@@ -239,7 +240,7 @@ def encode_labels(
     else:
         values = set()
         for split in splits.values():
-            values.update(value for value in split.unique(column) if value is not None and value != UNLABELLED)
+            values.update(value for value in split.unique(column) if value is not None and value != IGNORE_INDEX)
         if not values or not all(isinstance(value, int | str) for value in values):
             raise ValueError(
                 f"Label column {column!r} holds {feature}: use a column of class names or class ids (ClassLabel, "
@@ -253,7 +254,9 @@ def encode_labels(
 
         def to_ids(batch: dict[str, list]) -> dict[str, list[int]]:
             return {
-                column: [UNLABELLED if value is None else index.get(key(value), UNLABELLED) for value in batch[column]]
+                column: [
+                    IGNORE_INDEX if value is None else index.get(key(value), IGNORE_INDEX) for value in batch[column]
+                ]
             }
 
         encoded = {}
@@ -262,7 +265,7 @@ def encode_labels(
             features[column] = datasets.Value("int64")
             encoded[name] = split.map(to_ids, batched=True, features=features, desc="Encoding labels")
         splits = datasets.DatasetDict(encoded)
-        if not any(UNLABELLED in split.unique(column) for split in splits.values()):
+        if not any(IGNORE_INDEX in split.unique(column) for split in splits.values()):
             splits = splits.cast_column(column, datasets.ClassLabel(names=names))
     if column != LABEL_COLUMN:
         if LABEL_COLUMN in first.column_names:
@@ -275,43 +278,6 @@ def encode_labels(
 
 def _identity(value: Any) -> Any:
     return value
-
-
-def find_input_column(dataset: datasets.Dataset, column: str | None = None) -> tuple[str, str]:
-    """The column the teacher and the student read, and its modality (`"image"` or `"text"`).
-
-    Detected when not given: the one image column, else the one string column (`text`, `sentence`... first).
-    """
-    features = dataset.features
-    if column is not None:
-        if column not in features:
-            raise ValueError(f"Column {column!r} is not in the dataset (columns: {dataset.column_names}).")
-        modality = _modality(features[column])
-        if modality is None:
-            raise ValueError(f"Column {column!r} holds {features[column]}: pass an image column or a text column.")
-        return column, modality
-    for modality in ("image", "text"):
-        candidates = [name for name, feature in features.items() if _modality(feature) == modality]
-        if modality == "text" and len(candidates) > 1:
-            candidates = [name for name in _TEXT_COLUMN_NAMES if name in candidates][:1] or candidates
-        if len(candidates) == 1:
-            return candidates[0], modality
-        if candidates:
-            raise ValueError(
-                f"The dataset has several {modality} columns {candidates}: pick one with --teacher_input_column."
-            )
-    raise ValueError(
-        f"The dataset has no image or text column (columns: {dataset.column_names}, features: {features}): cast "
-        "image paths or bytes to datasets.Image, or pass the text column with --teacher_input_column."
-    )
-
-
-def _modality(feature: Any) -> str | None:
-    if isinstance(feature, datasets.Image):
-        return "image"
-    if isinstance(feature, datasets.Value) and feature.dtype in _STRING_TYPES:
-        return "text"
-    return None
 
 
 def student_inputs(
@@ -378,3 +344,29 @@ def image_size(processor: Any) -> int | tuple[int, int]:
     if get("shortest_edge"):
         return get("shortest_edge")
     raise ValueError(f"Could not read the input size of {type(processor).__name__} ({size}): augmentation needs it.")
+
+
+class TCSDataCollator:
+    """Collates the student's inputs with the wrapped collator and the teacher coordinates as a float32 tensor.
+
+    Missing labels (`None`) become -100, so unlabelled examples can sit in the same batch as labelled ones. The
+    teacher-feature column, never an input of the student, is dropped even with `remove_unused_columns=False`.
+    """
+
+    def __init__(self, collator, coordinate_column: str, feature_column: str):
+        self.collator = collator
+        self.coordinate_column = coordinate_column
+        self.feature_column = feature_column
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        features = [dict(example) for example in features]  # never mutate the dataset's rows
+        coordinates = [example.pop(self.coordinate_column, None) for example in features]
+        for example in features:
+            example.pop(self.feature_column, None)
+            for key in LABEL_COLUMNS:
+                if key in example and example[key] is None:
+                    example[key] = IGNORE_INDEX
+        batch = self.collator(features)
+        if coordinates[0] is not None:
+            batch[self.coordinate_column] = torch.as_tensor(np.asarray(coordinates, dtype=np.float32))
+        return batch

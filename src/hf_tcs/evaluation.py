@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import evaluate
 from huggingface_hub import constants as hub_constants
 
-__all__ = ["load_metric"]
+from .columns import IGNORE_INDEX
+
+__all__ = ["accuracy", "load_metric"]
 
 _SHIPPED = Path(__file__).parent / "metrics"
 
@@ -32,3 +35,17 @@ def load_metric(name: str = "accuracy") -> evaluate.EvaluationModule:
             f"{available} for offline use: use one of them, or pass a local metric script path to evaluate.load."
         )
     return evaluate.load(str(shipped / f"{name}.py"))
+
+
+@lru_cache(maxsize=1)
+def _accuracy_metric():
+    return load_metric("accuracy")
+
+
+def accuracy(eval_prediction) -> dict[str, float]:
+    """Accuracy over the labelled examples, with `evaluate` (the Hub's module, or the one shipped with hf_tcs)."""
+    logits = eval_prediction.predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    labels = eval_prediction.label_ids
+    labelled = labels != IGNORE_INDEX
+    return _accuracy_metric().compute(predictions=logits.argmax(-1)[labelled], references=labels[labelled])

@@ -16,52 +16,33 @@ from __future__ import annotations
 
 import glob
 import io
-import itertools
-import json
 import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, NamedTuple
+from typing import Any
 
 import datasets
 import numpy as np
-import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 from datasets.fingerprint import Hasher
 from PIL import Image
-from torch.distributed import distributed_c10d
 
-from . import __version__
+from .columns import FEATURE_COLUMN, find_input_column, float32_column
+from .distributed import distributed_state, enter_teacher_pass, fail_together, shard_bounds
 from .teachers import Teacher, load_teacher
+from .version import __version__
 
-__all__ = ["column_provenance", "precompute_teacher_features"]
+__all__ = ["precompute_teacher_features"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FEATURE_COLUMN = "teacher_features"
-# Where a column's provenance lives: the `id` of its float32 value type, which datasets keeps through map, select,
-# filter, shuffle, concatenation, save_to_disk / load_from_disk and Parquet (push_to_hub / load_dataset).
-_PROVENANCE_KEY = "hf_tcs"
-_TEXT_COLUMN_NAMES = ("text", "sentence", "sentence1", "content", "query")
-_STRING_TYPES = ("string", "large_string")
 # How `Dataset.map(num_proc=n)` names the cache files of its shards: a later single-process `map` with the same
 # fingerprint finds and concatenates them, so following it lets a multi-process teacher pass serve later runs.
 _SHARD_SUFFIX = "_{rank:05d}_of_{num_shards:05d}"
-# Whether the processes of a multi-process run share a teacher pass is agreed through the process group's key-value
-# store, never in a collective (a process that is not there would leave the others waiting in it forever). The main
-# process waits this long for the others; when they do not come (they are waiting for it, e.g. under
-# `main_process_first`), it runs the pass alone, and they load its cache when they get there.
-ARRIVAL_TIMEOUT = 15.0
-# How long another process waits for the main process to enter the same teacher pass before it stops with an error.
-MAIN_PROCESS_TIMEOUT = 600.0
-_POLL_SECONDS = 0.05
-_pass_numbers = itertools.count()  # the n-th teacher pass of this process: the same pass on every process
-_last_pass_alone: str | None = None  # store key of the last pass the main process ran alone
 
 
 def precompute_teacher_features(
@@ -70,7 +51,7 @@ def precompute_teacher_features(
     *,
     input_column: str | None = None,
     batch_size: int = 64,
-    output_column: str = DEFAULT_FEATURE_COLUMN,
+    output_column: str = FEATURE_COLUMN,
     cache_dir: str | os.PathLike | None = None,
     load_from_cache_file: bool = True,
     desc: str | None = None,
@@ -129,12 +110,13 @@ def precompute_teacher_features(
             f"The dataset already has a column {output_column!r}: pass another `output_column=`, or drop it with "
             f"`dataset.remove_columns({output_column!r})` to recompute it."
         )
-    input_column = resolve_input_column(dataset, teacher, input_column)
+    reader = f"the {teacher.modality} teacher {teacher.name_or_path!r}"
+    input_column, _ = find_input_column(dataset, input_column, modality=teacher.modality, reader=reader)
     fingerprint = features_fingerprint(dataset, teacher, input_column, output_column)
-    state = _distributed_state()
+    state = distributed_state()
     teacher_pass = None
     if state is not None:
-        teacher_pass = _enter_teacher_pass(state, fingerprint, len(dataset))
+        teacher_pass = enter_teacher_pass(state, fingerprint, len(dataset))
         fingerprint = teacher_pass.fingerprint
         if teacher.device.type == state.device.type and teacher.device != state.device:
             # "cuda" means cuda:0 until accelerate sets each process's device: every rank's teacher would share it.
@@ -262,154 +244,6 @@ def _sharded_map(
     return result
 
 
-def float32_column(length: int, provenance: dict[str, Any]) -> datasets.List:
-    """The type of a fixed-length float32 column that carries its provenance (see `column_provenance`)."""
-    record = json.dumps({_PROVENANCE_KEY: provenance}, sort_keys=True, default=str)
-    return datasets.List(datasets.Value("float32", id=record), length=length)
-
-
-def column_provenance(dataset: datasets.Dataset, column: str) -> dict[str, Any]:
-    """What hf_tcs recorded about the column that it made: for teacher features the teacher's identity (`teacher`,
-    `teacher_revision`, `pooling`, ..., `teacher_fingerprint`), for coordinates also the `coordinate_system` that
-    projected them. Empty for a column hf_tcs did not make (or one rebuilt from plain Python lists or pandas)."""
-    feature = dataset.features.get(column) if isinstance(dataset, datasets.Dataset) else None
-    record = getattr(getattr(feature, "feature", None), "id", None)
-    try:
-        provenance = json.loads(record).get(_PROVENANCE_KEY) if record else None
-    except (json.JSONDecodeError, AttributeError):
-        provenance = None
-    return provenance if isinstance(provenance, dict) else {}
-
-
-def shard_bounds(num_rows: int, num_shards: int, index: int) -> tuple[int, int]:
-    """Rows ``[start, end)`` of contiguous shard ``index``: in order, sizes differing by at most one."""
-    size, remainder = divmod(num_rows, num_shards)
-    start = index * size + min(index, remainder)
-    return start, start + size + int(index < remainder)
-
-
-def check_launch(args: Any) -> None:
-    """Refuse training arguments that would run each of several launched processes as a whole run of its own.
-
-    `accelerate launch` with a GPU config on a machine without GPUs starts the processes and a process group, but
-    `TrainingArguments` without `use_cpu` then falls back to a single non-distributed process: every process would
-    train on all the data and write to the same output folder, with only a warning from transformers.
-    """
-    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
-    launched = torch.distributed.get_world_size() if initialized else int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and args.world_size == 1:
-        raise ValueError(
-            f"{launched} processes were launched, but the training arguments run each of them on its own (no GPU for "
-            "the launch config?): every process would train on all the data and write to the same output folder. "
-            "On CPUs, pass `--use_cpu` (`TrainingArguments(use_cpu=True)`), e.g. `accelerate launch --config_file "
-            "examples/accelerate_configs/cpu.yaml SCRIPT ... --use_cpu`; on GPUs, check that they are visible."
-        )
-
-
-def _distributed_state() -> PartialState | None:
-    """accelerate's state when several processes were launched (accelerate launch, torchrun), else None."""
-    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if not initialized and int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        return None  # one process: accelerate's state is left to TrainingArguments / Accelerator to set up
-    # Without an accelerator, accelerate joins the launched processes (gloo) only when told to run on CPU; an
-    # already set up state (TrainingArguments, Accelerator) is returned as it is.
-    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
-    has_accelerator = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
-    state = PartialState(cpu=not has_accelerator)
-    return state if state.num_processes > 1 else None
-
-
-class _TeacherPass(NamedTuple):
-    """One teacher pass of a multi-process run, as the main process decided it (see `_enter_teacher_pass`)."""
-
-    together: bool  # every process runs its own shard; else the main process runs it all and the others load it
-    fingerprint: str  # the main process's: it names the cache on every process
-    store: Any
-    key: str
-
-    @contextmanager
-    def report_outcome(self) -> Iterator[None]:
-        """Run the main process's lone pass and tell the processes waiting for it how it ended."""
-        try:
-            yield
-        except BaseException as error:
-            self.store.set(f"{self.key}/done", json.dumps(f"{type(error).__name__}: {error}"))
-            raise
-        self.store.set(f"{self.key}/done", json.dumps(None))
-
-
-def _enter_teacher_pass(state: PartialState, fingerprint: str, num_rows: int) -> _TeacherPass:
-    """Agree with the other processes on how this teacher pass runs, through the process group's key-value store.
-
-    Every process announces itself. The main process waits up to `ARRIVAL_TIMEOUT` seconds for the others: when all
-    came, they run the pass together (after checking that they hold as many rows); otherwise it runs the pass alone
-    and the others, when they come, wait for it to end and load its cache. No collective runs until every process
-    is known to be there, so no process can wait for another one forever.
-    """
-    global _last_pass_alone
-    # The store the default process group was set up with (torch 2.x; private, but there is no public accessor).
-    store = distributed_c10d._get_default_store()
-    key = f"hf_tcs/teacher_pass/{next(_pass_numbers)}"
-    arrivals = [f"{key}/arrived/{rank}" for rank in range(state.num_processes)]
-    store.set(arrivals[state.process_index], json.dumps([fingerprint, num_rows]))
-    if state.is_main_process:
-        # Processes that have not reached the pass this process last ran alone are still held back: do not wait.
-        held_back = _last_pass_alone is not None and not store.check(
-            [f"{_last_pass_alone}/arrived/{rank}" for rank in range(1, state.num_processes)]
-        )
-        deadline = time.monotonic() + (0.0 if held_back else ARRIVAL_TIMEOUT)
-        while not store.check(arrivals) and time.monotonic() < deadline:
-            time.sleep(_POLL_SECONDS)
-        if store.check(arrivals):
-            lengths = [json.loads(store.get(arrival))[1] for arrival in arrivals]
-            decision = ["together", fingerprint, lengths]
-        else:
-            decision = ["alone", fingerprint, [num_rows]]
-            _last_pass_alone = key
-        decision = json.loads(store.compare_set(f"{key}/decision", "", json.dumps(decision)))
-    else:
-        decision = _wait_for_main_process(store, key, state)
-    mode, fingerprint, lengths = decision
-    if mode == "abandoned":
-        raise RuntimeError(
-            f"Rank {fingerprint} stopped waiting for the main process to start this teacher pass: every process must "
-            "call `precompute_teacher_features` with the same dataset, either all at the same point or inside "
-            "`main_process_first` (the main process first), and the same number of times."
-        )
-    if len(set(lengths)) > 1 or lengths[0] != num_rows:
-        raise ValueError(
-            f"The processes passed datasets of different lengths to the teacher pass ({lengths} rows on "
-            f"{'the ranks' if mode == 'together' else 'the main process'}, {num_rows} on rank {state.process_index}): "
-            "every process must pass the same dataset; each one then runs the teacher on its own shard."
-        )
-    if mode == "alone" and not state.is_main_process:
-        if not store.check([f"{key}/done"]):
-            logger.info("Waiting for the main process, which runs the teacher pass alone, to finish it.")
-        while not store.check([f"{key}/done"]):  # the main process is at work: its pass takes what it takes
-            time.sleep(_POLL_SECONDS)
-        error = json.loads(store.get(f"{key}/done"))
-        if error is not None:
-            raise RuntimeError(f"The teacher pass failed on the main process (rank 0): {error}")
-    return _TeacherPass(mode == "together", fingerprint, store, key)
-
-
-def _wait_for_main_process(store: Any, key: str, state: PartialState) -> list:
-    """The main process's decision on teacher pass `key`; an error after `MAIN_PROCESS_TIMEOUT` seconds without it."""
-    deadline = time.monotonic() + MAIN_PROCESS_TIMEOUT
-    while not store.check([f"{key}/decision"]):
-        if time.monotonic() > deadline:
-            abandoned = json.dumps(["abandoned", state.process_index, [0]])
-            if store.compare_set(f"{key}/decision", "", abandoned).decode() == abandoned:
-                raise RuntimeError(
-                    f"Rank {state.process_index} waited {MAIN_PROCESS_TIMEOUT:.0f} s for the main process to start "
-                    "the same teacher pass, in vain: every process must call `precompute_teacher_features` with the "
-                    "same dataset, either all at the same point or inside `main_process_first` (the main process "
-                    "first), and the same number of times."
-                )
-        time.sleep(_POLL_SECONDS)
-    return json.loads(store.get(f"{key}/decision"))
-
-
 def _discard_mismatched_cache(cache_file_name: str, num_rows: int, column: str, feature: Any) -> None:
     """Delete the cached teacher features of `cache_file_name` (whole, or in `map(num_proc=n)` shards) that cannot be
     those of `num_rows` rows: a file cut short, a partial copy, another schema. The pass then recomputes them.
@@ -460,37 +294,8 @@ def _removing_partial_files_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextmanager
-def fail_together(state: PartialState | None, action: str) -> Iterator[None]:
-    """Run the body on every process; when it raises on any of them, raise on all of them.
-
-    The failing process re-raises its own error; the others raise a RuntimeError that names the failing rank and
-    carries its message. Without this, the processes that succeeded would wait in their next collective operation
-    for one that never comes, until the process group's timeout (30 minutes by default). Costs one all-gather of a
-    status; a no-op in a single process.
-    """
-    if state is None or state.num_processes == 1:
-        yield
-        return
-    error = None
-    try:
-        yield
-    except Exception as exception:
-        error = exception
-    statuses = gather_object([None if error is None else f"{type(error).__name__}: {error}"])
-    if error is not None:
-        raise error
-    failed = [rank for rank, status in enumerate(statuses) if status is not None]
-    if failed:
-        raise RuntimeError(
-            f"{action} failed on rank {failed[0]} of {state.num_processes}"
-            + (f" (and on ranks {failed[1:]})" if len(failed) > 1 else "")
-            + f": {statuses[failed[0]]}"
-        )
-
-
 def features_fingerprint(
-    dataset: datasets.Dataset, teacher: Teacher, input_column: str, output_column: str = DEFAULT_FEATURE_COLUMN
+    dataset: datasets.Dataset, teacher: Teacher, input_column: str, output_column: str = FEATURE_COLUMN
 ) -> str:
     """The cache key of a teacher pass: input data, teacher identity, columns, compute dtype and hf_tcs version."""
     return Hasher.hash(
@@ -504,42 +309,6 @@ def features_fingerprint(
             "hf_tcs": __version__,
         }
     )
-
-
-def resolve_input_column(dataset: datasets.Dataset, teacher: Teacher, input_column: str | None) -> str:
-    """The column the teacher reads: checked when given, detected from the feature types otherwise."""
-    features = dataset.features
-    wanted = "an image column (datasets.Image)" if teacher.modality == "image" else "a text column (string)"
-    if input_column is not None:
-        if input_column not in features:
-            raise ValueError(
-                f"Column {input_column!r} is not in the dataset (columns: {dataset.column_names}): pass one of "
-                "them as `input_column=`."
-            )
-        if not _column_matches(features[input_column], teacher.modality):
-            raise ValueError(
-                f"Column {input_column!r} holds {features[input_column]}, but the {teacher.modality} teacher "
-                f"{teacher.name_or_path!r} needs {wanted}: pass the right `input_column=` (or cast the column, "
-                "e.g. `dataset.cast_column(col, datasets.Image())` for image paths or bytes)."
-            )
-        return input_column
-    candidates = [name for name, feature in features.items() if _column_matches(feature, teacher.modality)]
-    if teacher.modality == "text" and len(candidates) > 1:
-        named = [name for name in _TEXT_COLUMN_NAMES if name in candidates]
-        candidates = named[:1] or candidates
-    if len(candidates) != 1:
-        found = f"several ({candidates})" if candidates else "none"
-        raise ValueError(
-            f"The {teacher.modality} teacher {teacher.name_or_path!r} needs {wanted} and the dataset has {found} "
-            f"(columns: {dataset.column_names}): pass `input_column=`."
-        )
-    return candidates[0]
-
-
-def _column_matches(feature: Any, modality: str) -> bool:
-    if modality == "image":
-        return isinstance(feature, datasets.Image)
-    return isinstance(feature, datasets.Value) and feature.dtype in _STRING_TYPES
 
 
 def _decode_image(value: Any, row: int, column: str) -> Image.Image:

@@ -25,22 +25,23 @@ from typing import Any
 
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, ModelCard
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import RevisionNotFoundError
 
-from .coordinates import CoordinateSystem
-from .features import DEFAULT_FEATURE_COLUMN, column_provenance
+from .columns import FEATURE_COLUMN, column_provenance, teacher_provenance
+from .coordinates import COORDINATE_SYSTEM_FOLDER, CoordinateSystem
 from .model_card import (
     CITATION,
     GENERATED_END,
     GENERATED_START,
+    card_tags,
     merge_card,
     merge_user_text,
-    teacher_family,
+    published_card,
     teacher_id,
 )
 from .teachers import Teacher
 
-__all__ = ["HubPublishingError", "published_card", "push_features_to_hub", "push_student_to_hub"]
+__all__ = ["HubPublishingError", "push_features_to_hub", "push_student_to_hub"]
 
 _DATASET_TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
 # What Trainer.push_to_hub leaves out of an output folder too: private files and checkpoints.
@@ -51,17 +52,6 @@ logger = logging.getLogger(__name__)
 
 class HubPublishingError(RuntimeError):
     """A push to the Hub failed; the message names the step, the repo and what to do."""
-
-
-def published_card(
-    repo_id: str, *, repo_type: str = "model", revision: str | None = None, token: str | None = None
-) -> str | None:
-    """The text of the README.md on the Hub, or None when the repo, revision or file does not exist yet."""
-    try:
-        path = HfApi().hf_hub_download(repo_id, "README.md", repo_type=repo_type, revision=revision, token=token)
-    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
-        return None
-    return Path(path).read_text(encoding="utf-8")
 
 
 def push_student_to_hub(
@@ -153,8 +143,8 @@ def push_features_to_hub(
     repo_id: str,
     *,
     coordinate_system: CoordinateSystem | None = None,
-    teacher: Teacher | dict[str, Any] | None = None,
-    feature_column: str = DEFAULT_FEATURE_COLUMN,
+    teacher: Teacher | None = None,
+    feature_column: str = FEATURE_COLUMN,
     private: bool | None = None,
     token: str | None = None,
     revision: str | None = None,
@@ -169,8 +159,8 @@ def push_features_to_hub(
         repo_id: the dataset repo, `namespace/name`.
         coordinate_system: published in the repo's `tcs/` folder; load it back with
             `CoordinateSystem.from_pretrained(repo_id, subfolder="tcs", repo_type="dataset")`.
-        teacher: the `Teacher` (or its `to_dict()`) that made the features; taken from the coordinate system's
-            provenance when not given. The card records it.
+        teacher: the `Teacher` that made the features; when not given, the card records the teacher that the
+            coordinate system's or the feature column's provenance names.
         feature_column: the column with the teacher's features.
         private / token / revision / commit_message / max_shard_size: as in `datasets.Dataset.push_to_hub`.
 
@@ -185,15 +175,20 @@ def push_features_to_hub(
                 f"Split {split!r} has no {feature_column!r} column (columns: {split_dataset.column_names}): run "
                 "`precompute_teacher_features(dataset, teacher)` first, or pass `feature_column=`."
             )
-    teacher_info = teacher.to_dict() if isinstance(teacher, Teacher) else dict(teacher or {})
+    if teacher is not None and not isinstance(teacher, Teacher):
+        raise TypeError(
+            f"teacher= takes the Teacher (from `load_teacher`) that made the features, got {type(teacher).__name__}; "
+            "leave it out when the feature column or the coordinate system records the teacher."
+        )
+    teacher_info = teacher.to_dict() if teacher is not None else {}
     if not teacher_info and coordinate_system is not None:
-        teacher_info = {key: value for key, value in coordinate_system.metadata.items() if key.startswith("teacher")}
+        teacher_info = teacher_provenance(coordinate_system.metadata)
     if not teacher_info.get("teacher"):  # what the teacher pass recorded in the feature column itself
-        teacher_info = column_provenance(next(iter(splits.values())), feature_column)
+        teacher_info = teacher_provenance(column_provenance(next(iter(splits.values())), feature_column))
     if not teacher_info.get("teacher"):
         raise ValueError(
             "push_features_to_hub records the teacher in the dataset card, and none was given: pass `teacher=` (the "
-            "Teacher from `load_teacher`, or a dict with at least a 'teacher' key)."
+            "Teacher from `load_teacher` that made the features)."
         )
     api = HfApi()
     with _step("push the dataset", repo_id):
@@ -211,7 +206,7 @@ def push_features_to_hub(
             api.upload_folder(
                 repo_id=repo_id,
                 folder_path=directory,
-                path_in_repo="tcs",
+                path_in_repo=COORDINATE_SYSTEM_FOLDER,
                 repo_type="dataset",
                 token=token,
                 revision=revision,
@@ -236,14 +231,13 @@ def push_features_to_hub(
 def _dataset_card(
     repo_id: str,
     splits: dict[str, datasets.Dataset],
-    teacher: dict[str, Any],
+    teacher_info: dict[str, Any],
     coordinate_system: CoordinateSystem | None,
     feature_column: str,
 ) -> DatasetCard:
-    family = teacher_family(teacher)
-    tags = ["hf_tcs", "knowledge-distillation", "tcs", "teacher-features"] + ([f"teacher-{family}"] if family else [])
-    teacher_rows = [("Teacher", teacher_id(teacher["teacher"]))] + [
-        (name.removeprefix("teacher_").replace("_", " ").capitalize(), teacher[name])
+    tags = card_tags(teacher_info, ["teacher-features"])
+    teacher_rows = [("Teacher", teacher_id(teacher_info["teacher"]))] + [
+        (name.removeprefix("teacher_").replace("_", " ").capitalize(), teacher_info[name])
         for name in (
             "teacher_revision",
             "teacher_class",
@@ -253,7 +247,7 @@ def _dataset_card(
             "feature_dim",
             "teacher_fingerprint",
         )
-        if teacher.get(name) is not None
+        if teacher_info.get(name) is not None
     ]
     teacher_rows.append(("Feature column", f"`{feature_column}` (float32)"))
     split_rows = [
@@ -276,18 +270,18 @@ def _dataset_card(
         usage += (
             "\n\nfrom hf_tcs import CoordinateSystem, TCSDistillationTrainer\n\n"
             "coordinate_system = CoordinateSystem.from_pretrained(\n"
-            f'    "{repo_id}", subfolder="tcs", repo_type="dataset"\n'
+            f'    "{repo_id}", subfolder="{COORDINATE_SYSTEM_FOLDER}", repo_type="dataset"\n'
             ")\n"
             "trainer = TCSDistillationTrainer(\n"
             '    model=student, args=args, train_dataset=dataset["train"], coordinate_system=coordinate_system\n'
             ")"
         )
     return DatasetCard.from_template(
-        DatasetCardData(tags=tags, distillation_teacher=teacher_id(teacher["teacher"])),
+        DatasetCardData(tags=tags, distillation_teacher=teacher_id(teacher_info["teacher"])),
         template_path=str(_DATASET_TEMPLATE),
         generated_start=GENERATED_START,
         generated_end=GENERATED_END,
-        teacher_name=teacher_id(teacher["teacher"]),
+        teacher_name=teacher_id(teacher_info["teacher"]),
         teacher=teacher_rows,
         splits=split_rows,
         coordinate_system=description,

@@ -5,7 +5,7 @@ too. Every step is safe under `accelerate launch`: datasets are prepared on the 
 processes then read its cache), the teacher pass is shared out between the processes, and only the main process
 writes outside the Trainer.
 
-    distill = prepare_task -> build_trainer (the trainer runs the teacher pass) -> train_and_save
+    distill = prepare_task -> build_trainer (prepare_targets, then the student's view) -> train_and_save
     precompute = prepare_task -> teacher_features -> fit_coordinate_system -> save_to_disk + tcs/ (+ push)
 """
 
@@ -22,12 +22,14 @@ import datasets
 from transformers import set_seed
 
 from .config import TCSConfig
-from .coordinates import CoordinateSystem
+from .coordinates import COORDINATE_SYSTEM_FOLDER, CoordinateSystem, fit_coordinate_system
 from .data import DataArguments, TaskData, load_task_data, student_inputs
 from .features import precompute_teacher_features
 from .hub import push_features_to_hub, push_student_to_hub
 from .models import StudentArguments, load_processor, load_student, student_source
-from .trainer import TCSDistillationTrainer, fit_coordinate_system, load_configured_teacher
+from .targets import prepare_targets
+from .teachers import load_configured_teacher
+from .trainer import TCSDistillationTrainer
 
 __all__ = [
     "ModelCardArguments",
@@ -35,7 +37,6 @@ __all__ = [
     "PushArguments",
     "build_trainer",
     "distill",
-    "fit_coordinate_system",
     "precompute",
     "prepare_task",
     "push",
@@ -46,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-COORDINATE_SYSTEM_FOLDER = "tcs"
 
 
 @dataclass
@@ -129,17 +129,17 @@ def prepare_task(data_args: DataArguments, config: TCSConfig) -> TaskData:
         )
 
 
-def teacher_features(task: TaskData, config: TCSConfig, splits: list[str] | None = None) -> tuple[TaskData, dict]:
+def teacher_features(task: TaskData, config: TCSConfig, splits: list[str] | None = None) -> TaskData:
     """Run the teacher once over those of `splits` (default: all) that have no feature column yet.
 
-    Each process of a multi-process run encodes its own shard (`precompute_teacher_features`). Returns the task with
-    the features and the teacher's identity, the provenance of the coordinate system fitted on them.
+    Each process of a multi-process run encodes its own shard (`precompute_teacher_features`); the feature column
+    records the teacher (its provenance), which the coordinate system fitted on it keeps.
     """
     missing = [
         name for name in splits or list(task.splits) if config.tcs_feature_column not in task.splits[name].column_names
     ]
     if not missing:
-        return task, {}
+        return task
     if not config.teacher_model_name_or_path:
         raise ValueError("--teacher_model_name_or_path is required: the Hub id or local folder of the teacher.")
     teacher = load_configured_teacher(config.teacher_model_name_or_path, config)
@@ -152,7 +152,7 @@ def teacher_features(task: TaskData, config: TCSConfig, splits: list[str] | None
             batch_size=config.teacher_batch_size,
             output_column=config.tcs_feature_column,
         )
-    return dataclasses.replace(task, splits=datasets.DatasetDict(encoded)), teacher.to_dict()
+    return dataclasses.replace(task, splits=datasets.DatasetDict(encoded))
 
 
 def saved_coordinate_system(data_args: DataArguments, task: TaskData, config: TCSConfig) -> CoordinateSystem | None:
@@ -186,10 +186,13 @@ def build_trainer(
 ) -> TCSDistillationTrainer:
     """The student (seeded) and the `TCSDistillationTrainer` that trains it on the task.
 
-    The trainer reads the raw training split (and the raw unlabelled pool, if any): it runs the teacher pass when
-    they have neither features nor coordinates (`config.teacher_model_name_or_path`), fits the coordinate system
-    unless one is given, and adds the coordinates. Only then do they get the student's own view of the inputs (its
-    processor, its augmentation).
+    The teacher reads the raw inputs and the student its own view of them, so the targets come first:
+    `prepare_targets` runs the teacher pass on the training split (and the unlabelled pool) when they have neither
+    features nor coordinates (`config.teacher_model_name_or_path`), fits the coordinate system unless one is given,
+    and adds the coordinates. Then the splits get the student's view (its processor, its augmentation) and the
+    trainer is built on them. For an image task that view is made on the fly from the image column, which Trainer
+    must therefore not remove: the trainer gets a copy of `config` with `remove_unused_columns=False` (the caller's
+    `config` is left as it is).
     """
     name, revision = _processor_source(student_args, config, coordinate_system)
     processor = load_processor(name, task.modality, revision)
@@ -204,37 +207,39 @@ def build_trainer(
     )
     if task.modality == "image" and config.remove_unused_columns:
         logger.info("remove_unused_columns=False: the student's pixel_values are made on the fly from the images.")
-        config.remove_unused_columns = False
+        config = dataclasses.replace(config, remove_unused_columns=False)
     max_length = _max_length(student_args.max_length, student)
 
-    def student_view(dataset: datasets.Dataset, augment: bool = False) -> datasets.Dataset:
-        return student_inputs(
-            dataset,
-            processor,
-            input_column=task.input_column,
-            modality=task.modality,
-            augment=augment,
-            max_length=max_length,
-            keep_columns=[config.tcs_coordinate_column],
-        )
+    def student_view(dataset: datasets.Dataset | None, desc: str, augment: bool = False) -> datasets.Dataset | None:
+        if dataset is None:
+            return None
+        with config.main_process_first(desc=f"student inputs ({desc})"):
+            return student_inputs(
+                dataset,
+                processor,
+                input_column=task.input_column,
+                modality=task.modality,
+                augment=augment,
+                max_length=max_length,
+                keep_columns=[config.tcs_coordinate_column],
+            )
 
-    eval_dataset = None
-    if task.eval is not None:
-        with config.main_process_first(desc="student inputs (evaluation)"):
-            eval_dataset = student_view(task.eval)
+    train, pool, seconds = task.train, task.unlabeled, None
+    if config.tcs_loss_weight > 0 or config.tcs_lsh_weight > 0:
+        targets = prepare_targets(config, train, coordinate_system=coordinate_system, unlabeled_dataset=pool)
+        train, pool = targets.train_dataset, targets.unlabeled_dataset
+        coordinate_system, seconds = targets.coordinate_system, targets.teacher_pass_seconds
     trainer = TCSDistillationTrainer(
         model=student,
         args=config,
-        train_dataset=task.train,
-        eval_dataset=eval_dataset,
+        train_dataset=student_view(train, "training", augment=student_args.augment),
+        eval_dataset=student_view(task.eval, "evaluation"),
         processing_class=processor,
         coordinate_system=coordinate_system,
-        unlabeled_dataset=task.unlabeled,
+        unlabeled_dataset=student_view(pool, "unlabelled pool", augment=student_args.augment),
     )
-    with config.main_process_first(desc="student inputs (training)"):
-        trainer.train_dataset = student_view(trainer.train_dataset, augment=student_args.augment)
-        if trainer.unlabeled_dataset is not None:
-            trainer.unlabeled_dataset = student_view(trainer.unlabeled_dataset, augment=student_args.augment)
+    if seconds is not None:
+        trainer.model_card.remember(teacher_pass_seconds=seconds)
     return trainer
 
 
@@ -317,8 +322,8 @@ def precompute(
     if config.push_to_hub and not precompute_args.hub_dataset_id:
         raise ValueError("--push_to_hub needs --hub_dataset_id: the Hub dataset repo to push the features to.")
     task = prepare_task(data_args, config)
-    task, teacher = teacher_features(task, config)
-    coordinate_system = fit_coordinate_system(task.train, config, teacher)
+    task = teacher_features(task, config)
+    coordinate_system = fit_coordinate_system(task.train, config)
     with config.main_process_first(desc="adding TCS coordinates"):
         splits = coordinate_system.add_coordinates(
             task.splits, feature_column=config.tcs_feature_column, output_column=config.tcs_coordinate_column

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100  # the label of unlabelled examples, as in transformers
+from .columns import IGNORE_INDEX
 
 __all__ = ["coordinate_loss", "lsh_bias", "lsh_loss", "lsh_projection", "masked_cross_entropy"]
 

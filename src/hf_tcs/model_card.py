@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from huggingface_hub import EvalResult, ModelCard, ModelCardData, RepoCard
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, RepoCard
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from transformers.trainer_pt_utils import AcceleratorConfig
 
+from .columns import teacher_provenance
 from .student import get_tcs_head
 
 __all__ = ["TCSModelCardData", "merge_user_text", "save_model_card"]
@@ -85,6 +87,8 @@ _NOT_HYPERPARAMETERS = {
     "project",
     "trackio_space_id",
 }
+# The tags of everything hf_tcs publishes (the trainer's `_tag_names`, model and dataset cards).
+TAGS = ("hf_tcs", "knowledge-distillation", "tcs")
 _TEACHER_FAMILIES = ("dinov2", "dino", "mae", "clip", "siglip", "minilm", "mpnet", "bert", "vit", "resnet", "convnext")
 # Packaged loaders: a dataset built by one of them has no Hub id to cite.
 _PACKAGED_BUILDERS = {"csv", "json", "parquet", "text", "arrow", "pandas", "imagefolder", "audiofolder", "generator"}
@@ -110,6 +114,8 @@ class TCSModelCardData:
             probe: `{"teacher + linear probe": {"accuracy": 0.93}}`; keys may carry the `eval_` prefix.
         eval_dataset_name: what the final evaluation ran on, e.g. a split name (the evaluation set's key, or
             "evaluation set", when not given).
+        teacher_pass_seconds: the one-off teacher pass's time; the trainer sets it when it ran the pass, a script
+            that ran it before the trainer passes it (`trainer.create_model_card(teacher_pass_seconds=...)`).
     """
 
     model_name: str = "tcs-student"
@@ -121,6 +127,7 @@ class TCSModelCardData:
     baseline_metrics: dict[str, float] = field(default_factory=dict)
     baseline_name: str = "cross-entropy only (same student, same budget)"
     reference_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    teacher_pass_seconds: float | None = None
 
     # Filled from the trainer.
     library_name: str = "transformers"
@@ -130,7 +137,7 @@ class TCSModelCardData:
     student_parameters: int | None = None
     num_labels: int | None = None
     label_names: list[str] = field(default_factory=list)
-    teacher: dict[str, Any] = field(default_factory=dict)
+    teacher_info: dict[str, Any] = field(default_factory=dict)
     feature_dim: int | None = None
     num_components: int | None = None
     explained_variance: float | None = None
@@ -188,14 +195,14 @@ class TCSModelCardData:
 
         coordinate_system = trainer.coordinate_system
         if coordinate_system is not None:
-            data.teacher = {key: value for key, value in coordinate_system.metadata.items() if key != "feature_column"}
+            data.teacher_info = teacher_provenance(coordinate_system.metadata)
             data.feature_dim = coordinate_system.feature_dim
             data.num_components = coordinate_system.num_components
             data.explained_variance = coordinate_system.total_explained_variance
             data.fit_examples = coordinate_system.num_examples
             data.eigenvalues = [float(value) for value in coordinate_system.all_eigenvalues]
-        if not data.teacher.get("teacher") and getattr(trainer, "teacher_info", None):
-            data.teacher = dict(trainer.teacher_info)
+        if not data.teacher_info.get("teacher") and getattr(trainer, "teacher_info", None):
+            data.teacher_info = dict(trainer.teacher_info)
         data.target_scaling = args.tcs_target_scaling
         data.loss_weight = args.tcs_loss_weight
         if args.tcs_selection_strategy != "no" and args.tcs_selection_rounds > 0:
@@ -213,7 +220,7 @@ class TCSModelCardData:
         data.hyperparameters = _non_default_arguments(args)
         data.training_logs = _log_rows(history)
         data.eval_metrics = _final_evaluation(history)
-        data.cost = _cost(trainer, history)
+        data.cost = _cost(trainer, history, data.teacher_pass_seconds)
         data.versions = _versions()
         return data
 
@@ -221,11 +228,7 @@ class TCSModelCardData:
 
     @property
     def all_tags(self) -> list[str]:
-        tags = ["hf_tcs", "knowledge-distillation", "tcs"]
-        family = teacher_family(self.teacher)
-        if family:
-            tags.append(f"teacher-{family}")
-        return list(dict.fromkeys([*tags, *self.tags]))
+        return card_tags(self.teacher_info, self.tags)
 
     def to_card_data(self) -> ModelCardData:
         """The YAML metadata, with `model-index` built from the final evaluation."""
@@ -245,10 +248,10 @@ class TCSModelCardData:
                 if name in _INDEX_METRICS
             ] or None
         extra = {}
-        if self.teacher.get("teacher"):
-            extra["distillation_teacher"] = teacher_id(self.teacher["teacher"])
-            if self.teacher.get("teacher_revision"):
-                extra["distillation_teacher_revision"] = self.teacher["teacher_revision"]
+        if self.teacher_info.get("teacher"):
+            extra["distillation_teacher"] = teacher_id(self.teacher_info["teacher"])
+            if self.teacher_info.get("teacher_revision"):
+                extra["distillation_teacher_revision"] = self.teacher_info["teacher_revision"]
         return ModelCardData(
             language=self.language,
             license=self.license,
@@ -314,7 +317,7 @@ class TCSModelCardData:
         return f"`{self.student_class}`{size}{labels}{start}"
 
     def _teacher_name(self) -> str | None:
-        name = self.teacher.get("teacher")
+        name = self.teacher_info.get("teacher")
         if not name:
             return None
         name = teacher_id(name)
@@ -324,16 +327,17 @@ class TCSModelCardData:
         name = self._teacher_name()
         if name is None:
             return "not recorded (the coordinate system was built without teacher provenance)"
-        local = teacher_id(self.teacher["teacher"]) != self.teacher["teacher"].removeprefix("hf-hub:")
+        info = self.teacher_info
+        local = teacher_id(info["teacher"]) != info["teacher"].removeprefix("hf-hub:")
         details = [
             "a local folder; its Hub id was not given (`load_teacher(folder, hub_id=...)`, `--teacher_hub_id`)"
             if local
             else None,
-            f"revision `{self.teacher['teacher_revision']}`" if self.teacher.get("teacher_revision") else None,
-            f"`{self.teacher['teacher_class']}`" if self.teacher.get("teacher_class") else None,
-            f"{self.teacher['pooling']} pooling" if self.teacher.get("pooling") else None,
+            f"revision `{info['teacher_revision']}`" if info.get("teacher_revision") else None,
+            f"`{info['teacher_class']}`" if info.get("teacher_class") else None,
+            f"{info['pooling']} pooling" if info.get("pooling") else None,
             f"{self.feature_dim}-d features" if self.feature_dim else None,
-            f"fingerprint `{fingerprint}`" if (fingerprint := self.teacher.get("teacher_fingerprint")) else None,
+            f"fingerprint `{fingerprint}`" if (fingerprint := info.get("teacher_fingerprint")) else None,
         ]
         details = [detail for detail in details if detail]
         return name + (f" ({', '.join(details)})" if details else "")
@@ -399,6 +403,51 @@ class TCSModelCardData:
         ]
         where = f" ({self.eval_dataset_name})" if self.eval_dataset_name else ""
         return f"Final evaluation{where}:\n\n{_markdown_table(rows)}"
+
+
+class ModelCardWriter:
+    """The model card of a `TCSDistillationTrainer`: the user's card fields, remembered across saves, and the
+    rendering of the card from the trainer's state.
+
+    `create_model_card(**fields)` and `push_to_hub(**fields)` add fields (transformers' card arguments and those of
+    `TCSModelCardData`); every `save_model` and every push of a checkpoint writes the card with all of them, so that a
+    field given once is on every later card. The card on the Hub, when the repo has one, is merged first so that what
+    its owner wrote outside hf_tcs' section survives the push.
+    """
+
+    def __init__(self):
+        self.fields: dict[str, Any] = {}
+
+    def remember(self, **fields) -> None:
+        """Keep the fields that are not None for every later card; unknown fields are the caller's mistake: raise
+        now, not at the next save."""
+        merged = {**self.fields, **{key: value for key, value in fields.items() if value is not None}}
+        TCSModelCardData.from_fields(**merged)
+        self.fields = merged
+
+    def write(self, trainer, output_dir: str) -> None:
+        """Render the card of `trainer` into `output_dir`; a failure is logged, never raised (a card must not stop
+        training)."""
+        try:
+            existing = None
+            if trainer.hub_model_id is not None:  # published card first, so edits made on the Hub survive the push
+                existing = published_card(
+                    trainer.hub_model_id, revision=trainer.args.hub_revision, token=trainer.args.hub_token
+                )
+            save_model_card(TCSModelCardData.from_trainer(trainer, **self.fields), output_dir, existing)
+        except Exception as error:
+            logger.warning(f"hf_tcs could not write the model card in {output_dir}: {type(error).__name__}: {error}")
+
+
+def published_card(
+    repo_id: str, *, repo_type: str = "model", revision: str | None = None, token: str | None = None
+) -> str | None:
+    """The text of the README.md on the Hub, or None when the repo, revision or file does not exist yet."""
+    try:
+        path = HfApi().hf_hub_download(repo_id, "README.md", repo_type=repo_type, revision=revision, token=token)
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+        return None
+    return Path(path).read_text(encoding="utf-8")
 
 
 def save_model_card(data: TCSModelCardData, output_dir: str | os.PathLike, existing: str | None = None) -> ModelCard:
@@ -521,9 +570,16 @@ def teacher_id(name: str) -> str:
     return name
 
 
-def teacher_family(teacher: dict[str, Any]) -> str | None:
-    text = f"{teacher.get('teacher', '')} {teacher.get('teacher_class', '')}".lower()
+def teacher_family(teacher_info: dict[str, Any]) -> str | None:
+    """The teacher's model family (`dinov2`, `minilm`, ...), as the card's `teacher-<family>` tag names it."""
+    text = f"{teacher_info.get('teacher', '')} {teacher_info.get('teacher_class', '')}".lower()
     return next((family for family in _TEACHER_FAMILIES if family in text), None)
+
+
+def card_tags(teacher_info: dict[str, Any], extra: list[str] = ()) -> list[str]:
+    """The tags of a card: hf_tcs' own (`TAGS`), the teacher family's (`teacher-dinov2`, ...), then `extra`."""
+    family = teacher_family(teacher_info)
+    return list(dict.fromkeys([*TAGS, *([f"teacher-{family}"] if family else []), *extra]))
 
 
 def _dataset_ids(dataset) -> list[str]:
@@ -563,6 +619,17 @@ def _same(value: Any, default: Any) -> bool:
     return value == default or not (value or default)
 
 
+# The columns of the card's training log: logged key, column title.
+_LOG_COLUMNS = (
+    ("loss", "Training Loss (total)"),
+    ("ce_loss", "Cross-Entropy"),
+    ("tcs_loss", "Coordinate Loss"),
+    ("lsh_loss", "eLSH Loss"),
+    ("eval_loss", "Validation Loss"),
+    ("eval_accuracy", "Accuracy"),
+)
+
+
 def _log_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per logged step: the training loss and its terms, evaluation loss and metrics, active coordinates.
 
@@ -574,18 +641,7 @@ def _log_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if "train_runtime" in entry:
             continue
         row = rows.setdefault(entry.get("step", 0), {"Epoch": _format(entry.get("epoch")), "Step": entry.get("step")})
-        if "loss" in entry:
-            row["Training Loss (total)"] = _format(entry["loss"])
-        if "ce_loss" in entry:
-            row["Cross-Entropy"] = _format(entry["ce_loss"])
-        if "tcs_loss" in entry:
-            row["Coordinate Loss"] = _format(entry["tcs_loss"])
-        if "lsh_loss" in entry:
-            row["eLSH Loss"] = _format(entry["lsh_loss"])
-        if "eval_loss" in entry:
-            row["Validation Loss"] = _format(entry["eval_loss"])
-        if "eval_accuracy" in entry:
-            row["Accuracy"] = _format(entry["eval_accuracy"])
+        row.update({title: _format(entry[key]) for key, title in _LOG_COLUMNS if key in entry})
         if "tcs_active_coordinates" in entry:
             row["Active Coordinates"] = int(entry["tcs_active_coordinates"])
     return [rows[step] for step in sorted(rows)]
@@ -600,11 +656,10 @@ def _final_evaluation(history: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _cost(trainer, history: list[dict[str, Any]]) -> dict[str, str]:
+def _cost(trainer, history: list[dict[str, Any]], seconds: float | None) -> dict[str, str]:
     import torch
 
     cost = {}
-    seconds = getattr(trainer, "teacher_pass_seconds", None)
     if seconds is not None:
         cost["Teacher pass (one-off, before training; near 0 when served from the cache)"] = f"{seconds:.1f} s"
     summary = next((entry for entry in reversed(history) if "train_runtime" in entry), None)

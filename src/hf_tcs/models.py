@@ -171,3 +171,19 @@ def load_processor(name_or_path: str, modality: Literal["image", "text"], revisi
         else:
             hint = f"pass --processor_name_or_path, a Hub id or folder holding the {what} to feed the student with"
         raise ValueError(f"Could not load the {what} of {name_or_path!r} ({error}): {hint}.") from error
+
+
+def save_in_timm_format(model: PreTrainedModel, output_dir: str) -> None:
+    """Rewrite a timm student's files in timm's own format, which both `timm.create_model("hf-hub:...")` and
+    `AutoModelForImageClassification` load (transformers' `TimmWrapper` format is not loadable by timm)."""
+    from timm.models import save_for_hf
+
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    save_for_hf(model.timm_model, output_dir, model_config={"label_names": label_names}, safe_serialization=True)
+    config_file = os.path.join(output_dir, "config.json")
+    with open(config_file, encoding="utf-8") as file:
+        config = json.load(file)
+    # transformers passes num_classes itself and fails on a second one among the model arguments.
+    (config.get("model_args") or {}).pop("num_classes", None)
+    with open(config_file, "w", encoding="utf-8") as file:
+        json.dump(config, file, indent=2)

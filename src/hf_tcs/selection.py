@@ -100,6 +100,6 @@ class TailoringCallback(TrainerCallback):
     def select(self) -> None:
         """Drop the least important active coordinates and restart the importance accumulators."""
         head = self.head
-        drop = select_coordinates(head.importance, head.active_mask, self.drop_ratio, self.min_components)
+        drop = select_coordinates(head.importance, head.active, self.drop_ratio, self.min_components)
         head.drop(drop)
         head.importance.zero_()

@@ -41,6 +41,9 @@ _SUPPORTED_STUDENTS = (
 class TCSHead(nn.Module):
     """Classifier ``Linear(d_s -> C)`` factored through k coordinates: ``classifier(projector(h) * tcs_gate * mask)``.
 
+    Two names, two things: the *mask* says which coordinates tailoring has kept; the *gate* (`tcs_gate`) is a
+    constant 1 that only measures, through its gradient, how much each coordinate matters.
+
     Attributes:
         projector: ``Linear(d_s -> k)``; its output is the student's coordinates ``z_s``.
         classifier: ``Linear(k -> C)`` on the gated coordinates.
@@ -82,24 +85,20 @@ class TCSHead(nn.Module):
             dtype=weight.dtype,
         )
 
-    @property
-    def gate(self) -> nn.Parameter:
-        """Alias of `tcs_gate`."""
-        return self.tcs_gate
-
-    def mask_gate(self) -> torch.Tensor:
-        """Effective per-coordinate multiplier ``tcs_gate * mask``, shape (k,)."""
+    def multiplier(self) -> torch.Tensor:
+        """What the coordinates are multiplied by, ``tcs_gate * mask``, shape (k,): the mask, with the gate's
+        gradient attached."""
         return self.tcs_gate * self.mask
 
     @property
-    def active_mask(self) -> torch.Tensor:
-        """Bool tensor (k,), True for coordinates still in use."""
+    def active(self) -> torch.Tensor:
+        """The mask as a bool tensor (k,): True for coordinates still in use."""
         return self.mask > 0
 
     @property
     def num_active(self) -> int:
         """Number of active coordinates."""
-        return int(self.active_mask.sum())
+        return int(self.active.sum())
 
     @torch.no_grad()
     def drop(self, indices: Sequence[int] | torch.Tensor) -> None:
@@ -114,12 +113,12 @@ class TCSHead(nn.Module):
         """Map features ``(*batch, d_s)`` to logits ``(*batch, C)``; stores ``z_s`` ``(*batch, k)``."""
         coordinates = self.projector(hidden)
         self.last_coordinates = coordinates
-        return self.classifier(coordinates * self.mask_gate())
+        return self.classifier(coordinates * self.multiplier())
 
     @torch.no_grad()
     def fold(self) -> nn.Linear:
         """Return the equivalent ``nn.Linear(d_s -> C)`` (computed in float64, cast to this head's dtype/device)."""
-        gate = self.mask_gate().double()
+        gate = self.multiplier().double()
         w_p, w_c = self.projector.weight.double(), self.classifier.weight.double()
         linear = nn.Linear(
             self.in_features,
@@ -274,3 +273,18 @@ def student_coordinates(model: nn.Module) -> torch.Tensor:
     if head.last_coordinates is None:
         raise RuntimeError("The TCS head has not run yet; call `model(**inputs)` before reading the coordinates.")
     return head.last_coordinates
+
+
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Refuse to save a student whose training diverged: its NaN/inf weights would give NaN logits to every user."""
+    bad = [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    if bad:
+        raise ValueError(
+            f"The student's weights hold NaN or inf ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), so it is "
+            "not saved: training diverged. Check the logged losses, lower the learning rate (or use gradient "
+            "clipping, `max_grad_norm`), and check the teacher coordinates."
+        )

@@ -25,6 +25,9 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
+from .config import TCSConfig
+from .distributed import fail_together
+
 __all__ = ["Teacher", "load_teacher"]
 
 Backend = Literal["auto", "transformers", "timm"]
@@ -578,3 +581,40 @@ def _teacher_from_module(model: torch.nn.Module, *, pooling: str, processor: Any
     # An in-memory model has no revision to pin: its weights are its identity.
     teacher.weights_id = "sha256:" + _hash_state_dict(model)
     return teacher
+
+
+def load_configured_teacher(name_or_path: str, args: TCSConfig) -> Teacher:
+    """Load a teacher with the config's revision, pooling and dtype, on this process's device.
+
+    Rank 0 first, so that a Hub download happens once and the other ranks read the local cache; a failure on any rank
+    stops every rank.
+    """
+    loading = args.main_process_first(desc="loading the teacher")
+    with fail_together(args.distributed_state, "Loading the teacher"), loading:
+        return load_teacher(
+            name_or_path,
+            revision=args.teacher_revision,
+            pooling=args.teacher_pooling,
+            device=args.device,
+            dtype=args.teacher_dtype,
+            hub_id=args.teacher_hub_id,
+        )
+
+
+def free_teacher(teacher: Teacher) -> None:
+    """Nothing needs the teacher any more: free its memory before the student trains."""
+    device = teacher.device
+    teacher.model.to("meta")
+    if device.type == "cuda":
+        # PyTorch's caching allocator would keep the freed weights reserved, out of other processes' reach.
+        torch.cuda.empty_cache()
+
+
+def teacher_identity(teacher: Teacher | None, args: TCSConfig) -> dict[str, Any]:
+    """Who the teacher is, as far as the trainer's arguments say: the loaded `Teacher`'s identity, else the configured
+    teacher's name (its Hub id for a local copy: `teacher_hub_id`) and revision; empty without a teacher. For the
+    model card, which prefers the provenance the coordinates carry."""
+    if teacher is not None:
+        return teacher.to_dict()
+    name = args.teacher_hub_id or args.teacher_model_name_or_path
+    return {"teacher": str(name), "teacher_revision": args.teacher_revision} if args.teacher_model_name_or_path else {}

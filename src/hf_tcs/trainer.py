@@ -1,7 +1,8 @@
 """`TCSDistillationTrainer`: a `transformers.Trainer` that distils a teacher's coordinate system into a student.
 
 No teacher is in memory while the student trains: the training set carries the teacher's coordinates (computed once
-by `precompute_teacher_features` + `CoordinateSystem`, or by this trainer at start-up), and the loss is
+by `precompute_teacher_features` + `CoordinateSystem`, or at start-up by `hf_tcs.targets.prepare_targets`), and the
+loss is
 
     cross-entropy(labels) + tcs_loss_weight * coordinate_loss(student coordinates, teacher coordinates)
 
@@ -12,8 +13,8 @@ without hf_tcs.
 
 The Trainer contract. Public hooks carry most of it (`compute_loss`, `training_step`, `create_optimizer`, `log`,
 `save_model`, `create_model_card`, `push_to_hub`); these private `Trainer` members are used too, each read in
-transformers 5.24.0 (the only release CI tests, hence `transformers>=5.24` in setup.py; recheck them when raising
-that bound):
+transformers 5.24.0 (the oldest release setup.py allows and the one CI tests; recheck them, and the comment at each
+override, whenever CI moves to a newer release):
 - `_set_signature_columns_if_needed`: keeps the coordinate column through `remove_unused_columns=True` (as TRL does);
 - `_save_checkpoint`: marks checkpoint saves, which keep the unfolded head for resuming;
 - `_load_from_checkpoint`: reloads weights whose keys transformers 5 renames on save and does not map back on resume;
@@ -27,21 +28,14 @@ that bound):
 
 from __future__ import annotations
 
-import inspect
-import json
-import logging
-import numbers
 import os
-import time
 from collections import defaultdict
-from functools import lru_cache, reduce
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 import torch
-from accelerate.utils import broadcast_object_list, gather_object
 from transformers import (
     DataCollatorWithPadding,
     PreTrainedModel,
@@ -54,52 +48,28 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy
 from transformers.utils import SAFE_WEIGHTS_NAME, PushInProgress
 from transformers.utils.hub import hf_api
 
-from .config import TCSConfig, count_or_share
-from .coordinates import CoordinateSystem, FeatureStatistics
-from .evaluation import load_metric
-from .features import check_launch, column_provenance, fail_together, precompute_teacher_features, shard_bounds
-from .hub import HubPublishingError, published_card
-from .labels import name_labels
-from .losses import IGNORE_INDEX, coordinate_loss, lsh_bias, lsh_loss, lsh_projection, masked_cross_entropy
-from .model_card import TCSModelCardData, save_model_card
+from .columns import IGNORE_INDEX
+from .config import TCSConfig
+from .coordinates import COORDINATE_SYSTEM_FOLDER, CoordinateSystem
+from .data import TCSDataCollator
+from .distributed import check_launch
+from .evaluation import accuracy
+from .hub import HubPublishingError
+from .labels import check_labels, check_training_labels, check_unlabeled_pool, name_labels
+from .losses import coordinate_loss, lsh_loss, masked_cross_entropy
+from .model_card import TAGS, ModelCardWriter
+from .models import save_in_timm_format
 from .selection import TailoringCallback
-from .student import attach_tcs_head, check_student, folded_tcs_head, student_coordinates
-from .teachers import Teacher, load_teacher
+from .student import attach_tcs_head, check_finite_weights, check_student, folded_tcs_head, student_coordinates
+from .targets import Targets, prepare_targets
+from .teachers import Teacher, teacher_identity
 
-__all__ = ["TCSDataCollator", "TCSDistillationTrainer", "fit_coordinate_system", "load_configured_teacher"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["TCSDistillationTrainer"]
 
 # The loss terms `compute_loss` records and `log` reports (means over every process).
 _LOSS_TERMS = ("ce_loss", "tcs_loss", "lsh_loss", "tcs_unlabeled_loss", "lsh_unlabeled_loss")
 # The key under which `training_step` hands the pool's micro-batch to `compute_loss`.
 _UNLABELED_KEY = "tcs_unlabeled_inputs"
-
-
-class TCSDataCollator:
-    """Collates the student's inputs with the wrapped collator and the teacher coordinates as a float32 tensor.
-
-    Missing labels (`None`) become -100, so unlabelled examples can sit in the same batch as labelled ones. The
-    teacher-feature column, never an input of the student, is dropped even with `remove_unused_columns=False`.
-    """
-
-    def __init__(self, collator, coordinate_column: str, feature_column: str):
-        self.collator = collator
-        self.coordinate_column = coordinate_column
-        self.feature_column = feature_column
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        features = [dict(example) for example in features]  # never mutate the dataset's rows
-        coordinates = [example.pop(self.coordinate_column, None) for example in features]
-        for example in features:
-            example.pop(self.feature_column, None)
-            for key in ("label", "labels"):
-                if key in example and example[key] is None:
-                    example[key] = IGNORE_INDEX
-        batch = self.collator(features)
-        if coordinates[0] is not None:
-            batch[self.coordinate_column] = torch.as_tensor(np.asarray(coordinates, dtype=np.float32))
-        return batch
 
 
 class TCSDistillationTrainer(Trainer):
@@ -116,7 +86,7 @@ class TCSDistillationTrainer(Trainer):
         eval_dataset: evaluated with cross-entropy (plus the coordinate loss when it has coordinates) and
             accuracy unless `compute_metrics` says otherwise.
         coordinate_system: a fitted `CoordinateSystem` to use instead of fitting one on the training features.
-        teacher: a `Teacher` (or Hub id / folder) for the teacher pass, instead of `args.teacher_model_name_or_path`.
+        teacher: a loaded `Teacher` for the teacher pass, instead of loading `args.teacher_model_name_or_path`.
         unlabeled_dataset: a pool of unlabelled examples (no label column, or labels -100/None) with the student's
             inputs of `train_dataset` and, like it, teacher coordinates, features, or neither (the trainer then runs
             the teacher pass on it too). Its coordinates are in the same coordinate system, fitted by default on the
@@ -125,9 +95,17 @@ class TCSDistillationTrainer(Trainer):
             the coordinate loss only (logged as `tcs_unlabeled_loss`); an epoch is still one of `train_dataset`,
             and the pool is cycled, reshuffled (from `data_seed` or `seed`) at each pass.
         Other arguments are those of `transformers.Trainer`.
+
+    Attributes:
+        targets: what `hf_tcs.targets.prepare_targets` made of the training set and pool (coordinate columns,
+            coordinate system, per-coordinate scale); None when no coordinate loss is trained.
+        coordinate_system: the coordinate system saved with the student (`tcs/`), when there is one.
+        tcs_head: the student's TCS head while it trains (None without a coordinate loss).
+        model_card: the `ModelCardWriter` that remembers the card fields and writes the card on every save.
     """
 
-    _tag_names = ["hf_tcs", "knowledge-distillation", "tcs"]
+    # The tags transformers' `add_model_tags` and hf_tcs' cards give the student (as TRL's trainers keep theirs).
+    _tag_names = list(TAGS)
     # The loss is a mean over each micro-batch: Trainer must divide it by the gradient-accumulation steps.
     loss_is_scaled_for_ga = False
 
@@ -141,7 +119,7 @@ class TCSDistillationTrainer(Trainer):
         data_collator: Any = None,
         compute_metrics: Any = None,
         coordinate_system: CoordinateSystem | None = None,
-        teacher: Teacher | str | None = None,
+        teacher: Teacher | None = None,
         callbacks: list | None = None,
         unlabeled_dataset: datasets.Dataset | None = None,
         **kwargs,
@@ -158,27 +136,39 @@ class TCSDistillationTrainer(Trainer):
                 "TCSDistillationTrainer needs a `train_dataset` (a datasets.Dataset with the student's inputs and "
                 f"labels), got {type(train_dataset).__name__}."
             )
+        if teacher is not None and not isinstance(teacher, Teacher):
+            raise TypeError(
+                f"teacher= takes a loaded Teacher, got {type(teacher).__name__}: pass `teacher=load_teacher(name)`, "
+                "or name the teacher with `teacher_model_name_or_path` in TCSConfig."
+            )
         num_labels = check_student(model)
-        _check_training_labels(train_dataset, num_labels)
+        check_training_labels(train_dataset, num_labels)
         eval_sets = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval_dataset", eval_dataset)]
         for name, dataset in eval_sets:
             if dataset is not None:
-                _check_labels(dataset, num_labels, name)
+                check_labels(dataset, num_labels, name)
         name_labels(model, train_dataset)  # a student without class names takes the training set's
-
-        self.coordinate_system = None
-        self.tcs_head = None
-        # For the model card: who taught the student (when the coordinate system does not say) and what it cost.
-        self.teacher_info = _teacher_info(teacher, args)
-        self.teacher_pass_seconds: float | None = None
-        self._card_fields: dict[str, Any] = {}
         if unlabeled_dataset is not None:
-            unlabeled_dataset = _check_unlabeled(unlabeled_dataset, train_dataset, model, args)
+            unlabeled_dataset = check_unlabeled_pool(unlabeled_dataset, train_dataset, model, args)
+
+        self.targets: Targets | None = None
+        self.tcs_head = None
         if args.tcs_loss_weight > 0 or args.tcs_lsh_weight > 0:
-            train_dataset, unlabeled_dataset = self._prepare_coordinates(
-                args, train_dataset, coordinate_system, teacher, unlabeled_dataset
+            self.targets = prepare_targets(
+                args,
+                train_dataset,
+                coordinate_system=coordinate_system,
+                teacher=teacher,
+                unlabeled_dataset=unlabeled_dataset,
             )
-            self.tcs_head = attach_tcs_head(model, self._num_coordinates)
+            train_dataset, unlabeled_dataset = self.targets.train_dataset, self.targets.unlabeled_dataset
+            self.tcs_head = attach_tcs_head(model, self.targets.num_coordinates)
+        self.coordinate_system = self.targets.coordinate_system if self.targets else coordinate_system
+        # For the model card: who taught the student when the coordinate system does not say, and what it cost.
+        self.teacher_info = self.targets.teacher_info if self.targets else teacher_identity(teacher, args)
+        self.model_card = ModelCardWriter()
+        if self.targets is not None and self.targets.teacher_pass_seconds is not None:
+            self.model_card.remember(teacher_pass_seconds=self.targets.teacher_pass_seconds)
 
         if data_collator is None:
             is_tokenizer = isinstance(processing_class, PreTrainedTokenizerBase)
@@ -190,7 +180,7 @@ class TCSDistillationTrainer(Trainer):
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
-            compute_metrics=compute_metrics or _accuracy,
+            compute_metrics=compute_metrics or accuracy,
             callbacks=callbacks,
             **kwargs,
         )
@@ -217,153 +207,11 @@ class TCSDistillationTrainer(Trainer):
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names)
 
-    # ---- Coordinates -------------------------------------------------------------------------------------------
-
-    def _prepare_coordinates(
-        self,
-        args: TCSConfig,
-        train_dataset: datasets.Dataset,
-        coordinate_system: CoordinateSystem | None,
-        teacher: Teacher | str | None,
-        unlabeled_dataset: datasets.Dataset | None = None,
-    ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-        """Make sure the training set (and the pool) have teacher coordinates; set the coordinate system and the
-        target scale."""
-        feature_column, coordinate_column = args.tcs_feature_column, args.tcs_coordinate_column
-        columns = train_dataset.column_names
-        pool_columns = [] if unlabeled_dataset is None else unlabeled_dataset.column_names
-        named = {"The training set": train_dataset, "The unlabelled pool": unlabeled_dataset}
-        without = [
-            name
-            for name, dataset in named.items()
-            if dataset is not None and not {feature_column, coordinate_column} & set(dataset.column_names)
-        ]
-        teacher = teacher or args.teacher_model_name_or_path
-        if without and teacher is None:
-            raise ValueError(
-                f"{without[0]} has neither a {coordinate_column!r} nor a {feature_column!r} column, and "
-                "no teacher was given: run `hf_tcs.precompute_teacher_features(dataset, teacher)` first, or "
-                "set `teacher_model_name_or_path` in TCSConfig so that the trainer runs the teacher pass."
-            )
-        provenance = None
-        if without:
-            # One teacher for both passes, loaded here on this process's device and freed before the student trains.
-            loaded_here = not isinstance(teacher, Teacher)
-            if loaded_here:
-                teacher = load_configured_teacher(teacher, args)
-            try:
-                if "The training set" in without:
-                    train_dataset, provenance = self._teacher_pass(args, train_dataset, teacher)
-                if "The unlabelled pool" in without:
-                    unlabeled_dataset, provenance = self._teacher_pass(args, unlabeled_dataset, teacher)
-            finally:
-                if loaded_here:
-                    _free_teacher(teacher)
-        if coordinate_column not in columns:
-            if coordinate_system is None:
-                if unlabeled_dataset is not None and coordinate_column in unlabeled_dataset.column_names:
-                    raise ValueError(
-                        f"The unlabelled pool has a {coordinate_column!r} column, but the trainer fits the coordinate "
-                        "system now, so those coordinates come from another one: remove that column from the pool "
-                        "(its teacher features, or the trainer's teacher pass, then give it coordinates in the new "
-                        "system), or pass the `coordinate_system` that produced them."
-                    )
-                coordinate_system = fit_coordinate_system(
-                    self._fitting_features(args, train_dataset, unlabeled_dataset), args, provenance
-                )
-            # Rank 0 first: the other ranks, holding the same basis, then load its cached column.
-            with args.main_process_first(desc="adding TCS coordinates"):
-                train_dataset = coordinate_system.add_coordinates(
-                    train_dataset, feature_column=feature_column, output_column=coordinate_column, keep_features=False
-                )
-        if unlabeled_dataset is not None and coordinate_column not in unlabeled_dataset.column_names:
-            if coordinate_system is None:
-                raise ValueError(
-                    f"The training set has a {coordinate_column!r} column but the unlabelled pool only teacher "
-                    "features, and no coordinate system says how to project them: pass the `coordinate_system` "
-                    "that produced the training set's coordinates, or add them to the pool with "
-                    "`coordinate_system.add_coordinates(pool)`."
-                )
-            with args.main_process_first(desc="adding TCS coordinates to the unlabelled pool"):
-                unlabeled_dataset = coordinate_system.add_coordinates(
-                    unlabeled_dataset,
-                    feature_column=feature_column,
-                    output_column=coordinate_column,
-                    keep_features=False,
-                )
-        self.coordinate_system = coordinate_system
-        column = train_dataset.features[coordinate_column]
-        k = column.length if getattr(column, "length", -1) > 0 else len(train_dataset[0][coordinate_column])
-        if coordinate_system is not None and k != coordinate_system.num_components:
-            raise ValueError(
-                f"The {coordinate_column!r} column has {k} coordinates but the coordinate system "
-                f"keeps {coordinate_system.num_components}: recompute the column with "
-                "`coordinate_system.add_coordinates(dataset)`, or pass the coordinate system that produced it."
-            )
-        recorded = _check_coordinate_column(train_dataset, coordinate_column, coordinate_system)
-        if not self.teacher_info.get("teacher") and recorded.get("teacher"):
-            self.teacher_info = {key: value for key, value in recorded.items() if key != "coordinate_system"}
-        pool_k = None if unlabeled_dataset is None else len(unlabeled_dataset[0][coordinate_column])
-        if pool_k is not None and pool_k != k:
-            raise ValueError(
-                f"The unlabelled pool's {coordinate_column!r} column has {pool_k} coordinates but the training "
-                f"set's has {k}: compute both with the same coordinate system "
-                "(`coordinate_system.add_coordinates(pool)`), or give the pool teacher features instead."
-            )
-        if unlabeled_dataset is not None:
-            _check_coordinate_column(unlabeled_dataset, coordinate_column, coordinate_system)
-        self._num_coordinates = k
-        if coordinate_column in columns:  # the user's own column (ours come from checked features)
-            _check_finite_coordinates(train_dataset, coordinate_column)
-        if unlabeled_dataset is not None and coordinate_column in pool_columns:
-            _check_finite_coordinates(unlabeled_dataset, coordinate_column, "the unlabelled pool")
-        targets = None
-        if coordinate_system is None or args.tcs_lsh_weight > 0:  # only then are the coordinates themselves needed
-            targets = np.asarray(train_dataset.with_format("numpy")[:][coordinate_column], dtype=np.float64)
-        self._target_scale, self._feature_dim = _target_scale(args.tcs_target_scaling, coordinate_system, k, targets)
-        if args.tcs_lsh_weight > 0:
-            bits = args.tcs_lsh_bits or 4 * self._num_coordinates
-            scaled = torch.as_tensor(targets * self._target_scale.numpy(), dtype=torch.float32)
-            self._lsh_projection = lsh_projection(self._num_coordinates, bits, seed=args.seed)
-            self._lsh_bias = lsh_bias(scaled, self._lsh_projection)
-        return train_dataset, unlabeled_dataset
-
-    def _teacher_pass(
-        self, args: TCSConfig, train_dataset: datasets.Dataset, teacher: Teacher
-    ) -> tuple[datasets.Dataset, dict]:
-        """Run the teacher once over a dataset (the training set or the pool); each rank of a multi-process run on
-        its own shard.
-
-        Returns the dataset with the feature column and the teacher's identity (provenance of the coordinates).
-        """
-        start = time.perf_counter()
-        dataset = precompute_teacher_features(
-            train_dataset,
-            teacher,
-            input_column=args.teacher_input_column,
-            batch_size=args.teacher_batch_size,
-            output_column=args.tcs_feature_column,
-        )
-        # The one-off cost the model card reports: every pass of this trainer (training set and pool) together.
-        self.teacher_pass_seconds = (self.teacher_pass_seconds or 0.0) + time.perf_counter() - start
-        return dataset, teacher.to_dict()
-
-    @staticmethod
-    def _fitting_features(
-        args: TCSConfig, train_dataset: datasets.Dataset, unlabeled_dataset: datasets.Dataset | None
-    ) -> datasets.Dataset:
-        """The features the coordinate system is fitted on: the training set's, plus the pool's by default."""
-        if unlabeled_dataset is None or not args.tcs_fit_on_unlabeled:
-            return train_dataset
-        columns = [args.tcs_feature_column]
-        return datasets.concatenate_datasets(
-            [dataset.select_columns(columns) for dataset in (train_dataset, unlabeled_dataset)]
-        )
-
     # ---- Data --------------------------------------------------------------------------------------------------
 
     def _set_signature_columns_if_needed(self):
-        # Keep the coordinate column through `remove_unused_columns=True` (it is no argument of model.forward).
+        # Private Trainer method (checked in transformers 5.24.0; TRL overrides it for the same reason): keep the
+        # coordinate column through `remove_unused_columns=True`, although it is no argument of model.forward.
         super()._set_signature_columns_if_needed()
         if self.args.tcs_coordinate_column not in self._signature_columns:
             self._signature_columns.append(self.args.tcs_coordinate_column)
@@ -478,20 +326,21 @@ class TCSDistillationTrainer(Trainer):
                 f"The batch has {targets.shape[-1]} teacher coordinates per example but the student head has "
                 f"{student.shape[-1]}: the coordinate column must come from the coordinate system this trainer uses."
             )
-        targets = targets.to(student.device, student.dtype) * self._target_scale.to(student.device, student.dtype)
+        scale = self.targets.scale.to(student.device, student.dtype)
+        targets = targets.to(student.device, student.dtype) * scale
         head = self.tcs_head
-        active = head.active_mask
+        active = head.active
         if self.args.tcs_importance_loss == "total":
             # The mask multiplies the coordinate error too, so that tailoring measures the total loss (as the paper
             # reads): the gate's gradient then also carries 2 * (z_s - z_t)^2 per coordinate.
-            error = (student - targets) * head.mask_gate()
-            coordinates_loss = coordinate_loss(error, torch.zeros_like(error), active, num_dims=self._feature_dim)
+            error = (student - targets) * head.multiplier()
+            coordinates_loss = coordinate_loss(error, torch.zeros_like(error), active, num_dims=self.targets.loss_dims)
         else:
-            coordinates_loss = coordinate_loss(student, targets, active, num_dims=self._feature_dim)
+            coordinates_loss = coordinate_loss(student, targets, active, num_dims=self.targets.loss_dims)
         hash_loss = None
         if self.args.tcs_lsh_weight > 0:
-            projection = self._lsh_projection.to(student.device, student.dtype)
-            bias = self._lsh_bias.to(student.device, student.dtype)
+            projection = self.targets.lsh_projection.to(student.device, student.dtype)
+            bias = self.targets.lsh_bias.to(student.device, student.dtype)
             hash_loss = lsh_loss(student, targets, projection, bias, active)
         return coordinates_loss, hash_loss
 
@@ -526,7 +375,8 @@ class TCSDistillationTrainer(Trainer):
     # ---- Saving ------------------------------------------------------------------------------------------------
 
     def _save_checkpoint(self, model, trial):
-        # Checkpoints keep the unfolded head (and its mask) so that training can resume from them.
+        # Private Trainer method (checked in transformers 5.24.0; no public hook tells `save_model` that it runs for
+        # a checkpoint): checkpoints keep the unfolded head (and its mask) so that training can resume from them.
         self._saving_checkpoint = True
         try:
             super()._save_checkpoint(model, trial)
@@ -534,6 +384,7 @@ class TCSDistillationTrainer(Trainer):
             self._saving_checkpoint = False
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        # Private Trainer method (checked in transformers 5.24.0), the only place a resumed run's weights are loaded.
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         model = model or self.model
         if not isinstance(model, PreTrainedModel) or not os.path.isfile(
@@ -551,24 +402,26 @@ class TCSDistillationTrainer(Trainer):
         """Save the folded student (plain model class and config), its processor, the coordinate system (`tcs/`) and
         the model card with its plots."""
         if not self._saving_checkpoint:
-            _check_finite_weights(self.model)
+            check_finite_weights(self.model)
         if self.tcs_head is None or self._saving_checkpoint:
             return super().save_model(output_dir, _internal_call)
+        # `_internal_call` is private Trainer API (checked in transformers 5.24.0): with it, save_model does not push.
         output_dir = output_dir or self.args.output_dir
         with folded_tcs_head(self.model) as model:
             # As an internal call: transformers would push from inside, and the push saves (and folds) again.
             super().save_model(output_dir, _internal_call=True)
             if self.args.should_save and getattr(model.config, "model_type", None) == "timm_wrapper":
-                _save_in_timm_format(model, output_dir)
+                save_in_timm_format(model, output_dir)
         if self.args.should_save and self.coordinate_system is not None:
-            self.coordinate_system.save_pretrained(os.path.join(output_dir, "tcs"))
+            self.coordinate_system.save_pretrained(os.path.join(output_dir, COORDINATE_SYSTEM_FOLDER))
         if self.is_world_process_zero():
-            self._write_model_card(output_dir)
+            self.model_card.write(self, output_dir)
         if self.args.push_to_hub and not _internal_call:  # what transformers does for a user's call
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _save(self, output_dir: str | None = None, state_dict=None):
-        # training_args.bin is a pickle of the arguments: it must never carry the Hub token.
+        # Private Trainer method (checked in transformers 5.24.0), the one that writes training_args.bin: a pickle of
+        # the arguments, which must never carry the Hub token.
         token, self.args.hub_token = self.args.hub_token, None
         try:
             super()._save(output_dir, state_dict)
@@ -609,22 +462,9 @@ class TCSDistillationTrainer(Trainer):
             "dataset_args": dataset_args,
             **kwargs,
         }
-        self._card_fields.update({key: value for key, value in fields.items() if value is not None})
-        TCSModelCardData.from_fields(**self._card_fields)  # unknown fields are a caller's mistake: raise now
+        self.model_card.remember(**fields)
         if self.is_world_process_zero():
-            self._write_model_card(self.args.output_dir)
-
-    def _write_model_card(self, output_dir: str) -> None:
-        """Render the card into `output_dir`; a failure is logged, never raised (a card must not stop training)."""
-        try:
-            existing = None
-            if self.hub_model_id is not None:  # published card first, so edits made on the Hub survive the push
-                existing = published_card(
-                    self.hub_model_id, revision=self.args.hub_revision, token=self.args.hub_token
-                )
-            save_model_card(TCSModelCardData.from_trainer(self, **self._card_fields), output_dir, existing)
-        except Exception as error:
-            logger.warning(f"hf_tcs could not write the model card in {output_dir}: {type(error).__name__}: {error}")
+            self.model_card.write(self, self.args.output_dir)
 
     def push_to_hub(
         self,
@@ -666,6 +506,11 @@ class TCSDistillationTrainer(Trainer):
         transformers copies the checkpoint's weights into `output_dir` and pushes that folder; our checkpoints keep
         the unfolded TCS head (to resume), so the folded student is saved there instead. The checkpoint itself is
         still pushed as is for `hub_strategy="checkpoint"` / `"all_checkpoints"` (it is what resuming needs).
+
+        A private Trainer method, and a copy of its body in transformers 5.24.0 (keep the two in step when raising
+        the transformers bound): that body copies the checkpoint's files into `output_dir` and starts the upload
+        within one call, so no override of a part of it can put the folded weights in between; calling it with a
+        folded copy of the checkpoint instead would push that copy as `last-checkpoint/`, which cannot resume.
         """
         if self.tcs_head is None:
             return super()._push_from_checkpoint(checkpoint_folder)
@@ -678,8 +523,8 @@ class TCSDistillationTrainer(Trainer):
         with folded_tcs_head(self.model):
             self._save(output_dir)
         if self.coordinate_system is not None:
-            self.coordinate_system.save_pretrained(os.path.join(output_dir, "tcs"))
-        self._write_model_card(output_dir)
+            self.coordinate_system.save_pretrained(os.path.join(output_dir, COORDINATE_SYSTEM_FOLDER))
+        self.model_card.write(self, output_dir)
         commit_message = f"Training in progress, step {self.state.global_step}"
         jobs = [
             hf_api().upload_folder(
@@ -710,305 +555,3 @@ class TCSDistillationTrainer(Trainer):
             self.push_in_progress = PushInProgress(jobs)
         else:
             self.push_in_progress.jobs.extend(jobs)
-
-
-def load_configured_teacher(name_or_path: str, args: TCSConfig) -> Teacher:
-    """Load a teacher with the config's revision, pooling and dtype, on this process's device.
-
-    Rank 0 first, so that a Hub download happens once and the other ranks read the local cache; a failure on any rank
-    stops every rank.
-    """
-    state = args.distributed_state
-    with fail_together(state, "Loading the teacher"), args.main_process_first(desc="loading the teacher"):
-        return load_teacher(
-            name_or_path,
-            revision=args.teacher_revision,
-            pooling=args.teacher_pooling,
-            device=args.device,
-            dtype=args.teacher_dtype,
-            hub_id=args.teacher_hub_id,
-        )
-
-
-def fit_coordinate_system(
-    train_dataset: datasets.Dataset, args: TCSConfig, provenance: dict | None = None
-) -> CoordinateSystem:
-    """Fit the coordinate system on the training features, keeping `args.tcs_num_components` (a share of variance or a
-    count); each rank of a multi-process run reads only its shard.
-
-    The ranks' statistics are merged exactly (`FeatureStatistics.merge`), so the basis is the single-process one;
-    rank 0 decomposes them and sends its result to the others, so every rank holds bitwise the same basis (and
-    the coordinate column gets the same cache fingerprint on every rank).
-    """
-    num_components = count_or_share(args.tcs_num_components)  # the field may have been set after construction
-    feature_column, state = args.tcs_feature_column, args.distributed_state
-    if state is None or state.num_processes == 1:
-        coordinate_system = CoordinateSystem.fit(
-            train_dataset, num_components=num_components, feature_column=feature_column, metadata=provenance
-        )
-    else:
-        with fail_together(state, "Fitting the coordinate system"):
-            features = train_dataset.select_columns([feature_column]).with_format("numpy")
-            statistics = FeatureStatistics(len(features[0][feature_column]))
-            start, end = shard_bounds(len(features), state.num_processes, state.process_index)
-            for batch in features.select(range(start, end)).iter(batch_size=4096):
-                statistics.update(batch[feature_column])
-        statistics = reduce(FeatureStatistics.merge, gather_object([statistics]))
-        coordinate_system = None
-        with fail_together(state, "Fitting the coordinate system"):
-            if state.is_main_process:
-                # The provenance `CoordinateSystem.fit` records for a dataset.
-                metadata = {
-                    **column_provenance(train_dataset, feature_column),
-                    "dataset_fingerprint": train_dataset._fingerprint,
-                    "feature_column": feature_column,
-                }
-                coordinate_system = CoordinateSystem.from_statistics(
-                    statistics, num_components=num_components, metadata={**metadata, **(provenance or {})}
-                )
-        coordinate_system = broadcast_object_list([coordinate_system])[0]
-    logger.info("Coordinate system: %r", coordinate_system)
-    return coordinate_system
-
-
-def _target_scale(
-    scaling: str, coordinate_system: CoordinateSystem | None, k: int, targets: np.ndarray | None
-) -> tuple[torch.Tensor, int]:
-    """Per-coordinate scale of the k targets, and the dimension D the coordinate loss is normalised by.
-
-    With a coordinate system the scale uses its full spectrum (all D eigenvalues); with only a coordinate column
-    (`targets`, N x k) it falls back to the column's own variances, and D to the column width.
-    """
-    if coordinate_system is not None:
-        variances = np.asarray(coordinate_system.eigenvalues[:k], dtype=np.float64)
-        global_scale = coordinate_system.global_scale
-        feature_dim = coordinate_system.feature_dim
-    else:
-        variances = targets.var(axis=0, ddof=1) if len(targets) > 1 else np.full(k, np.nan)
-        if not variances.mean() > 0:  # NaN for one row, 0 for the same coordinates in every row
-            raise ValueError(
-                f"The teacher coordinates of the training set ({len(targets)} rows) have zero or undefined variance, "
-                "so the target scale would be inf/NaN: a coordinate column needs at least 2 rows that differ. Compute "
-                "it over the whole training set, pass the `coordinate_system` that made it, or set "
-                "tcs_target_scaling='none'."
-            )
-        global_scale = 1.0 / np.sqrt(variances.mean())
-        feature_dim = k
-    if scaling == "none":
-        scale = np.ones(k)
-    elif scaling == "global":
-        scale = np.full(k, global_scale)
-    else:
-        if (variances <= 0).any():
-            raise ValueError(
-                "tcs_target_scaling='standardize' divides each coordinate by its standard deviation, and some "
-                "coordinates have zero variance: keep fewer components (tcs_num_components) or use 'global'."
-            )
-        scale = 1.0 / np.sqrt(variances)
-    return torch.as_tensor(scale, dtype=torch.float32), feature_dim
-
-
-def _check_coordinate_column(
-    dataset: datasets.Dataset, column: str, coordinate_system: CoordinateSystem | None
-) -> dict[str, Any]:
-    """The provenance recorded in the coordinate column; raise when another coordinate system made the column than
-    the one the trainer uses (the student would learn one system's targets and `tcs/` would hold the other)."""
-    recorded = column_provenance(dataset, column)
-    made_by = recorded.get("coordinate_system")
-    if coordinate_system is not None and made_by is not None and made_by != coordinate_system.fingerprint:
-        raise ValueError(
-            f"The {column!r} column was made by another coordinate system (fingerprint {made_by[:12]}...) than the "
-            f"one given to the trainer ({coordinate_system.fingerprint[:12]}...; teacher "
-            f"{coordinate_system.metadata.get('teacher')!r}): pass the coordinate system that made the column, or "
-            f"recompute the column with `coordinate_system.add_coordinates(dataset)` after "
-            f"`dataset.remove_columns({column!r})`."
-        )
-    return recorded
-
-
-def _check_training_labels(dataset: datasets.Dataset, num_labels: int) -> None:
-    """The training set must be a labelled one whose labels fit the student; say when the student has more labels
-    than the data has classes (the extra logits are only ever pushed down)."""
-    values = _check_labels(dataset, num_labels, "train_dataset")
-    if values is None:
-        raise ValueError(
-            f"train_dataset has no 'label' (or 'labels') column (columns: {dataset.column_names}): "
-            "TCSDistillationTrainer trains on labelled examples. Add the label column (rename yours with "
-            "`dataset.rename_column(name, 'label')`); examples without labels go in `unlabeled_dataset=`, the pool "
-            "that only carries the coordinate loss."
-        )
-    if not values:
-        raise ValueError(
-            "Every example of train_dataset is unlabelled (-100/None): the student would learn the teacher's "
-            "coordinates only, and nothing about the task. Pass the labelled examples as train_dataset and the "
-            "unlabelled ones as `unlabeled_dataset=`, the pool that carries the coordinate loss next to them."
-        )
-    column = next(c for c in ("label", "labels") if c in dataset.column_names)
-    feature = dataset.features[column]
-    num_classes = feature.num_classes if isinstance(feature, datasets.ClassLabel) else max(values) + 1
-    if num_labels > num_classes:
-        logger.warning(
-            f"The student has {num_labels} labels but the training data has {num_classes} classes (labels "
-            f"0..{num_classes - 1}): the extra {num_labels - num_classes} outputs are trained to never win. Load the "
-            f"student with `num_labels={num_classes}` unless the other classes are meant to come later."
-        )
-
-
-def _check_finite_coordinates(dataset: datasets.Dataset, column: str, name: str = "the training set") -> None:
-    """A NaN/inf teacher coordinate trains a NaN student while the logged loss looks fine: name the rows instead."""
-    bad, start = [], 0
-    for batch in dataset.select_columns([column]).with_format("numpy").iter(batch_size=4096):
-        values = np.asarray(batch[column], dtype=np.float64)
-        bad.extend((start + np.flatnonzero(~np.isfinite(values).all(axis=1))).tolist())
-        start += len(values)
-    if bad:
-        raise ValueError(
-            f"{len(bad)} rows of {name}'s {column!r} column hold NaN or inf (rows {bad[:5]}"
-            f"{'...' if len(bad) > 5 else ''}): recompute the coordinates from finite teacher features "
-            "(`coordinate_system.add_coordinates(dataset)`) or drop those rows."
-        )
-
-
-def _check_finite_weights(model: torch.nn.Module) -> None:
-    """Refuse to save a student whose training diverged: its NaN/inf weights would give NaN logits to every user."""
-    bad = [
-        name
-        for name, tensor in model.state_dict().items()
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
-    ]
-    if bad:
-        raise ValueError(
-            f"The student's weights hold NaN or inf ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}), so it is "
-            "not saved: training diverged. Check the logged losses, lower the learning rate (or use gradient "
-            "clipping, `max_grad_norm`), and check the teacher coordinates."
-        )
-
-
-def _free_teacher(teacher: Teacher) -> None:
-    """Nothing needs the teacher any more: free its memory before the student trains."""
-    device = teacher.device
-    teacher.model.to("meta")
-    if device.type == "cuda":
-        # PyTorch's caching allocator would keep the freed weights reserved, out of other processes' reach.
-        torch.cuda.empty_cache()
-
-
-def _check_unlabeled(
-    pool: datasets.Dataset, train_dataset: datasets.Dataset, model: torch.nn.Module, args: TCSConfig
-) -> datasets.Dataset:
-    """Check the unlabelled pool against the training set; return it without its (empty) label column."""
-    if not isinstance(pool, datasets.Dataset):
-        raise ValueError(
-            f"unlabeled_dataset must be a datasets.Dataset of unlabelled examples, got {type(pool).__name__}: "
-            "build one with `datasets.Dataset.from_dict(...)` or `datasets.load_dataset(...)`."
-        )
-    if len(pool) == 0:
-        raise ValueError(
-            "unlabeled_dataset is empty: pass the unlabelled examples, or leave unlabeled_dataset=None to train on "
-            "the labelled examples only."
-        )
-    if args.tcs_loss_weight == 0 and args.tcs_lsh_weight == 0:
-        raise ValueError(
-            "unlabeled_dataset only carries the coordinate loss, which tcs_loss_weight=0 turns off: set "
-            "tcs_loss_weight > 0, or leave unlabeled_dataset=None for plain cross-entropy."
-        )
-    for column in ("label", "labels"):
-        if column in pool.column_names:
-            labels = [value for value in pool.unique(column) if value is not None and value != IGNORE_INDEX]
-            if labels:
-                raise ValueError(
-                    f"unlabeled_dataset has labels in its {column!r} column (e.g. {sorted(labels)[:5]}): put the "
-                    "labelled examples in train_dataset, mark unlabelled ones with -100 or None, or drop the column "
-                    f"(`pool.remove_columns({column!r})`)."
-                )
-            pool = pool.remove_columns(column)
-    # The student inputs the training set feeds the model: the pool must have the same ones.
-    ignored = {"label", "labels", args.tcs_feature_column, args.tcs_coordinate_column}
-    inputs = [column for column in train_dataset.column_names if column not in ignored]
-    extra = []
-    if args.remove_unused_columns:  # only the columns Trainer keeps: those the model's forward takes
-        accepted = inspect.signature(model.forward).parameters
-        inputs = [column for column in inputs if column in accepted]
-    else:  # every column reaches the collator, so the pool's must be the training set's
-        extra = [c for c in pool.column_names if c not in ignored and c not in train_dataset.column_names]
-    missing = [column for column in inputs if column not in pool.column_names]
-    if missing or extra:
-        raise ValueError(
-            f"unlabeled_dataset's columns do not match the training set's: missing {missing}, extra {extra} "
-            f"(training set: {train_dataset.column_names}, pool: {pool.column_names}). Prepare the pool as the "
-            "training set (the same tokenizer or image processor `map`), or remove the extra columns."
-        )
-    return pool
-
-
-def _check_labels(dataset: datasets.Dataset, num_labels: int, name: str) -> list[int] | None:
-    """Labels must be whole numbers in the student's label set; -100 and None mark unlabelled examples.
-
-    Returns the distinct labels of the labelled examples, or None when the dataset has no label column.
-    """
-    column = next((c for c in ("label", "labels") if c in dataset.column_names), None)
-    if column is None:
-        return None
-    values = [value for value in dataset.unique(column) if value is not None and value != IGNORE_INDEX]
-    not_numbers = [value for value in values if isinstance(value, bool) or not isinstance(value, numbers.Real)]
-    if not_numbers:
-        raise ValueError(
-            f"{name} has labels {not_numbers[:10]} in column {column!r} that are not class indices: encode them as "
-            f"0..N-1 first, e.g. with `dataset.class_encode_column({column!r})`."
-        )
-    fractional = sorted(value for value in values if not float(value).is_integer())
-    if fractional:
-        raise ValueError(
-            f"{name} has fractional labels {fractional[:10]} in column {column!r}: class labels are whole numbers "
-            "0..N-1 (a float label would be cut to an int). Map them to class indices, or mark unlabelled examples "
-            "with -100."
-        )
-    values = [int(value) for value in values]
-    bad = sorted(value for value in values if not 0 <= value < num_labels)
-    if bad:
-        raise ValueError(
-            f"{name} has labels {bad[:10]} outside the student's label set 0..{num_labels - 1} "
-            f"(num_labels={num_labels}): load the student with the task's number of labels "
-            "(`from_pretrained(..., num_labels=N)`), map the labels to 0..N-1, or mark unlabelled examples with -100."
-        )
-    return values
-
-
-@lru_cache(maxsize=1)
-def _accuracy_metric():
-    return load_metric("accuracy")
-
-
-def _accuracy(eval_prediction) -> dict[str, float]:
-    """Accuracy over the labelled examples, with `evaluate` (the Hub's module, or the one shipped with hf_tcs)."""
-    logits = eval_prediction.predictions
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    labels = eval_prediction.label_ids
-    labelled = labels != IGNORE_INDEX
-    return _accuracy_metric().compute(predictions=logits.argmax(-1)[labelled], references=labels[labelled])
-
-
-def _save_in_timm_format(model: PreTrainedModel, output_dir: str) -> None:
-    """Rewrite a timm student's files in timm's own format, which both `timm.create_model("hf-hub:...")` and
-    `AutoModelForImageClassification` load (transformers' `TimmWrapper` format is not loadable by timm)."""
-    from timm.models import save_for_hf
-
-    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    save_for_hf(model.timm_model, output_dir, model_config={"label_names": label_names}, safe_serialization=True)
-    config_file = os.path.join(output_dir, "config.json")
-    with open(config_file, encoding="utf-8") as file:
-        config = json.load(file)
-    # transformers passes num_classes itself and fails on a second one among the model arguments.
-    (config.get("model_args") or {}).pop("num_classes", None)
-    with open(config_file, "w", encoding="utf-8") as file:
-        json.dump(config, file, indent=2)
-
-
-def _teacher_info(teacher: Teacher | str | None, args: TCSConfig) -> dict[str, Any]:
-    """Who the teacher is, as far as the arguments say (the coordinate system's provenance is preferred)."""
-    if isinstance(teacher, Teacher):
-        return teacher.to_dict()
-    name = teacher or args.teacher_model_name_or_path
-    if name and args.teacher_hub_id and name == args.teacher_model_name_or_path:
-        name = args.teacher_hub_id
-    return {"teacher": str(name), "teacher_revision": args.teacher_revision} if name else {}

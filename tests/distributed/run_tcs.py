@@ -21,7 +21,7 @@ import datasets
 import numpy as np
 from transformers import TrainingArguments
 
-import hf_tcs.features
+import hf_tcs.distributed
 from hf_tcs import TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
 from hf_tcs.teachers import Teacher
 
@@ -152,7 +152,7 @@ if __name__ == "__main__":
     cli = parser.parse_args()
     datasets.disable_progress_bars()
     if cli.wait is not None:
-        hf_tcs.features.ARRIVAL_TIMEOUT = hf_tcs.features.MAIN_PROCESS_TIMEOUT = cli.wait
+        hf_tcs.distributed.ARRIVAL_TIMEOUT = hf_tcs.distributed.MAIN_PROCESS_TIMEOUT = cli.wait
     try:
         main(
             cli.data,
