@@ -48,7 +48,8 @@ from distill_text_classification import DEFAULTS as TEXT_DEFAULTS
 
 from hf_tcs import TCSConfig
 from hf_tcs.cli import TCSArgumentParser, run
-from hf_tcs.data import LABEL_COLUMN, UNLABELLED, DataArguments
+from hf_tcs.columns import IGNORE_INDEX, LABEL_COLUMN
+from hf_tcs.data import DataArguments
 from hf_tcs.jobs import build_trainer, prepare_task, train_and_save
 from hf_tcs.models import StudentArguments
 
@@ -74,7 +75,7 @@ def select_shots(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
     """Indices of `shots` examples of every class (all of a smaller class), drawn with `seed`, in dataset order."""
     rng = np.random.default_rng(seed)
     chosen = []
-    for label in np.unique(labels[labels != UNLABELLED]):
+    for label in np.unique(labels[labels != IGNORE_INDEX]):
         rows = np.flatnonzero(labels == label)
         if len(rows) < shots:
             logger.warning(

@@ -33,7 +33,8 @@ from hf_tcs import CoordinateSystem, TCSConfig
 from hf_tcs.cli import COMMANDS, command_parser, main, run
 from hf_tcs.columns import find_input_column
 from hf_tcs.data import DataArguments, encode_labels
-from hf_tcs.models import load_student, student_source
+from hf_tcs.jobs import build_trainer, prepare_task
+from hf_tcs.models import StudentArguments, load_student, student_source
 
 DATA_DIR = Path(__file__).parent / "data"
 CIFAR10 = str(DATA_DIR / "cifar10_sample.parquet")
@@ -311,6 +312,25 @@ def test_distill_an_image_student_built_from_a_config(teacher_dirs, tmp_path, ci
     assert CoordinateSystem.from_pretrained(tmp_path / "student" / "tcs").num_components == 8
     results = json.loads((tmp_path / "student" / "all_results.json").read_text())
     assert 0 <= results["eval_accuracy"] <= 1 and np.isfinite(results["train_loss"])
+
+
+def test_build_trainer_runs_the_teacher_pass_first_and_leaves_the_config_alone(teacher_dirs, tmp_path):
+    config = TCSConfig(
+        output_dir=str(tmp_path),
+        teacher_model_name_or_path=str(teacher_dirs["dino"]),
+        tcs_num_components=8,
+        use_cpu=True,
+        report_to="none",
+    )
+    task = prepare_task(DataArguments(train_file=CIFAR10, max_train_samples=32), config)
+    trainer = build_trainer(task, StudentArguments("vit", student_config=dict(VIT_STUDENT)), config)
+    # The images' pixel_values are made on the fly, so the trainer's copy keeps the image column; the caller's config
+    # is not edited.
+    assert config.remove_unused_columns and not trainer.args.remove_unused_columns
+    example = trainer.train_dataset[0]
+    assert example["pixel_values"].shape[0] == 3 and len(example["tcs_coordinates"]) == 8
+    assert trainer.coordinate_system.num_components == 8 and trainer.coordinate_system.metadata["teacher"]
+    assert trainer.model_card.fields["teacher_pass_seconds"] > 0  # the card reports the pass the job ran
 
 
 def test_distill_reads_an_image_folder(teacher_dirs, tmp_path, cifar10_sample):

@@ -16,10 +16,11 @@ from test_trainer import make_args
 from tiny_models import make_student, tiny_vit_kwargs
 from transformers import ViTConfig, ViTForImageClassification, ViTModel
 
-from hf_tcs import CoordinateSystem, TCSConfig, TCSDistillationTrainer
+from hf_tcs import CoordinateSystem, TCSConfig, TCSDistillationTrainer, precompute_teacher_features
 from hf_tcs.cli import command_parser
 from hf_tcs.config import count_or_share
 from hf_tcs.data import check_texts
+from hf_tcs.hub import push_features_to_hub
 from hf_tcs.student import attach_tcs_head, find_classifier
 
 # ---- Training data ----------------------------------------------------------------------------------------------
@@ -38,6 +39,18 @@ def test_a_training_set_without_labels_is_refused_and_points_to_the_unlabelled_p
     unlabelled = image_features.map(lambda example: {"label": -100})
     with pytest.raises(ValueError, match=r"Every example of train_dataset is unlabelled.*`unlabeled_dataset=`"):
         trainer(tmp_path, unlabelled)
+
+
+def test_a_teacher_parameter_takes_a_loaded_teacher_and_says_how_to_get_one(tmp_path, image_features, teacher_dirs):
+    name = str(teacher_dirs["dino"])
+    with pytest.raises(TypeError, match=r"teacher= takes a loaded Teacher, got str.*load_teacher\(name\)"):
+        TCSDistillationTrainer(
+            model=make_student(), args=make_args(tmp_path), train_dataset=image_features, teacher=name
+        )
+    with pytest.raises(TypeError, match=r"takes a loaded Teacher, got str.*load_teacher\(name_or_path\)"):
+        precompute_teacher_features(image_features.remove_columns("teacher_features"), name)
+    with pytest.raises(TypeError, match=r"teacher= takes the Teacher .* got dict"):
+        push_features_to_hub(image_features, "user/features", teacher={"teacher": name})
 
 
 def test_fractional_and_non_numeric_labels_are_refused(tmp_path, image_features):

@@ -87,5 +87,5 @@ def test_sdist_builds_a_wheel_that_installs_and_runs_without_the_source_tree(che
         [sys.executable, "-c", SMOKE, str(site)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
-    version = (ROOT / "src/hf_tcs/__init__.py").read_text().split('__version__ = "')[1].split('"')[0]
+    version = (ROOT / "src/hf_tcs/version.py").read_text().split('__version__ = "')[1].split('"')[0]
     assert done.stdout.strip().splitlines()[-1] == version

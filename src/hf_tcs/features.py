@@ -33,7 +33,7 @@ from PIL import Image
 
 from .columns import FEATURE_COLUMN, find_input_column, float32_column
 from .distributed import distributed_state, enter_teacher_pass, fail_together, shard_bounds
-from .teachers import Teacher, load_teacher
+from .teachers import Teacher
 from .version import __version__
 
 __all__ = ["precompute_teacher_features"]
@@ -47,7 +47,7 @@ _SHARD_SUFFIX = "_{rank:05d}_of_{num_shards:05d}"
 
 def precompute_teacher_features(
     dataset: datasets.Dataset | datasets.DatasetDict,
-    teacher: Teacher | str,
+    teacher: Teacher,
     *,
     input_column: str | None = None,
     batch_size: int = 64,
@@ -60,7 +60,7 @@ def precompute_teacher_features(
 
     Args:
         dataset: a `Dataset` or a `DatasetDict` (every split gets its features) with an image or text column.
-        teacher: a `Teacher` from `load_teacher`, or a name/path to load one with default settings.
+        teacher: a `Teacher` from `load_teacher` (which takes the Hub id or folder, revision, pooling and dtype).
         input_column: the column fed to the teacher; detected when not given (the image column for an image
             teacher, a `text`-like string column for a text teacher).
         batch_size: examples per teacher forward.
@@ -81,7 +81,10 @@ def precompute_teacher_features(
     schema, cut short) is recomputed.
     """
     if not isinstance(teacher, Teacher):
-        teacher = load_teacher(teacher)
+        raise TypeError(
+            f"precompute_teacher_features takes a loaded Teacher, got {type(teacher).__name__}: pass "
+            "`hf_tcs.load_teacher(name_or_path)`, which also sets the revision, pooling and dtype."
+        )
     if isinstance(dataset, datasets.DatasetDict):
         return datasets.DatasetDict(
             {
