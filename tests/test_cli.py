@@ -32,7 +32,8 @@ from transformers import (
 from hf_tcs import CoordinateSystem, TCSConfig
 from hf_tcs.cli import COMMANDS, command_parser, main, run
 from hf_tcs.data import DataArguments, encode_labels, find_input_column
-from hf_tcs.models import load_student, student_source
+from hf_tcs.models import load_student
+from hf_tcs.names import parse_model_name
 
 DATA_DIR = Path(__file__).parent / "data"
 CIFAR10 = str(DATA_DIR / "cifar10_sample.parquet")
@@ -247,8 +248,8 @@ def test_input_column_is_detected_or_checked(cifar10_sample, banking77_sample):
 
 def test_students_by_hub_folder_transformers_architecture_or_timm_architecture(teacher_dirs, tmp_path):
     labels = ["a", "b", "c"]
-    assert student_source("vit") == "architecture" and student_source("resnet18") == "timm"
-    assert student_source("facebook/deit-tiny-patch16-224") == "pretrained"
+    assert parse_model_name("vit").kind == "architecture" and parse_model_name("resnet18").kind == "timm_registry"
+    assert parse_model_name("facebook/deit-tiny-patch16-224").kind == "hub"
 
     processor = AutoImageProcessor.from_pretrained(teacher_dirs["dino"])
     vit = load_student("vit", modality="image", label_names=labels, config_overrides=VIT_STUDENT, processor=processor)

@@ -36,8 +36,8 @@ from .model_card import (
     merge_card,
     merge_user_text,
     teacher_family,
-    teacher_id,
 )
+from .names import parse_model_name
 from .teachers import Teacher
 
 __all__ = ["HubPublishingError", "published_card", "push_features_to_hub", "push_student_to_hub"]
@@ -242,7 +242,8 @@ def _dataset_card(
 ) -> DatasetCard:
     family = teacher_family(teacher)
     tags = ["hf_tcs", "knowledge-distillation", "tcs", "teacher-features"] + ([f"teacher-{family}"] if family else [])
-    teacher_rows = [("Teacher", teacher_id(teacher["teacher"]))] + [
+    teacher_name = parse_model_name(teacher["teacher"]).card_id
+    teacher_rows = [("Teacher", teacher_name)] + [
         (name.removeprefix("teacher_").replace("_", " ").capitalize(), teacher[name])
         for name in (
             "teacher_revision",
@@ -283,11 +284,11 @@ def _dataset_card(
             ")"
         )
     return DatasetCard.from_template(
-        DatasetCardData(tags=tags, distillation_teacher=teacher_id(teacher["teacher"])),
+        DatasetCardData(tags=tags, distillation_teacher=teacher_name),
         template_path=str(_DATASET_TEMPLATE),
         generated_start=GENERATED_START,
         generated_end=GENERATED_END,
-        teacher_name=teacher_id(teacher["teacher"]),
+        teacher_name=teacher_name,
         teacher=teacher_rows,
         splits=split_rows,
         coordinate_system=description,

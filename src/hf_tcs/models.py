@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,14 +26,12 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
 )
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .data import image_size
 from .labels import label_config
+from .names import parse_model_name
 
-__all__ = ["StudentArguments", "load_processor", "load_student", "student_source"]
-
-StudentSource = Literal["pretrained", "architecture", "timm"]
+__all__ = ["StudentArguments", "load_processor", "load_student"]
 
 
 @dataclass
@@ -91,17 +88,6 @@ class StudentArguments:
             raise ValueError(f"--student_config must be a JSON object of config values, got {self.student_config!r}.")
 
 
-def student_source(name_or_path: str) -> StudentSource:
-    """How `load_student` reads a name: pretrained weights, a transformers architecture, or a timm architecture."""
-    if os.path.isdir(name_or_path):
-        return "pretrained"
-    if name_or_path in CONFIG_MAPPING:
-        return "architecture"
-    import timm
-
-    return "timm" if "/" not in name_or_path and timm.is_model(name_or_path) else "pretrained"
-
-
 def load_student(
     name_or_path: str,
     *,
@@ -125,8 +111,9 @@ def load_student(
     overrides = dict(config_overrides or {})
     labels = label_config(label_names)
     auto_model = AutoModelForImageClassification if modality == "image" else AutoModelForSequenceClassification
-    source = student_source(name_or_path)
-    if source == "timm":
+    # Any name but an architecture (a folder, a Hub id, a path that transformers then reports) is pretrained weights.
+    kind = parse_model_name(name_or_path).kind
+    if kind == "timm_registry":
         from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
         if modality != "image":
@@ -134,7 +121,7 @@ def load_student(
         return TimmWrapperForImageClassification(
             TimmWrapperConfig(architecture=name_or_path, model_args=overrides or None, **labels)
         )
-    if source == "architecture":
+    if kind == "architecture":
         config = AutoConfig.for_model(name_or_path, **labels, **overrides)
         _fit_inputs(config, processor, modality, set(overrides))
         return auto_model.from_config(config)
@@ -166,7 +153,7 @@ def load_processor(name_or_path: str, modality: Literal["image", "text"], revisi
         return loader.from_pretrained(name_or_path, revision=revision)
     except (OSError, ValueError) as error:
         what = "image processor" if modality == "image" else "tokenizer"
-        if hub_constants.HF_HUB_OFFLINE and not os.path.isdir(name_or_path):
+        if hub_constants.HF_HUB_OFFLINE and parse_model_name(name_or_path).kind != "folder":
             hint = "the Hub is offline (HF_HUB_OFFLINE=1): pass local folders (save_pretrained copies) instead"
         else:
             hint = f"pass --processor_name_or_path, a Hub id or folder holding the {what} to feed the student with"
