@@ -32,7 +32,7 @@ from transformers import (
 from hf_tcs import CoordinateSystem, TCSConfig
 from hf_tcs.cli import COMMANDS, command_parser, main, run
 from hf_tcs.data import DataArguments, encode_labels, find_input_column
-from hf_tcs.models import load_student
+from hf_tcs.models import load_processor, load_student
 from hf_tcs.names import parse_model_name
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -267,6 +267,19 @@ def test_students_by_hub_folder_transformers_architecture_or_timm_architecture(t
     assert reloaded.config.id2label == {0: "x", 1: "y"}
     with pytest.raises(ValueError, match="timm image model"):
         load_student("resnet10t", modality="text", label_names=labels)
+
+
+def test_a_student_processor_that_cannot_be_loaded_names_the_fix(teacher_dirs, tmp_path, monkeypatch):
+    assert type(load_processor(str(teacher_dirs["minilm"]), "text")).__name__.endswith("Tokenizer")
+    with pytest.raises(
+        ValueError, match=r"image processor \(preprocessor_config.json\) of .*: pass --processor_name_or"
+    ):
+        load_processor(str(tmp_path), "image")
+    with pytest.raises(ValueError, match=r"(?s)tokenizer of 'org/student' .*the Hub is offline \(HF_HUB_OFFLINE=1\)"):
+        load_processor("org/student", "text")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    with pytest.raises(ValueError, match="pass --processor_name_or_path"):
+        load_processor(str(tmp_path / "missing"), "text")
 
 
 # ---- Commands end to end ----------------------------------------------------------------------------------------

@@ -147,7 +147,11 @@ def test_bad_arguments_say_what_to_do(teacher_dirs, tmp_path):
         load_teacher(torch.nn.Linear(2, 2))
     no_processor = tmp_path / "no_processor"
     load_teacher(teacher_dirs["dino"]).model.save_pretrained(no_processor)
-    with pytest.raises(ValueError, match="processor="):
+    with pytest.raises(
+        ValueError,
+        match=r"image processor \(preprocessor_config.json\) of .*: the teacher must be fed "
+        r"with its own preprocessing: .*save_pretrained\(folder\).* or pass `processor=`",
+    ):
         load_teacher(no_processor)
 
 

@@ -146,15 +146,27 @@ def _fit_inputs(config: Any, processor: Any, modality: str, overridden: set[str]
         config.image_size = size[0] if isinstance(size, tuple) and size[0] == size[1] else size
 
 
-def load_processor(name_or_path: str, modality: Literal["image", "text"], revision: str | None = None) -> Any:
-    """The image processor (image tasks) or tokenizer (text tasks) stored with a model, by Hub id or folder."""
+def load_processor(
+    name_or_path: str,
+    modality: Literal["image", "text"],
+    revision: str | None = None,
+    *,
+    trust_remote_code: bool = False,
+    hint: str | None = None,
+) -> Any:
+    """The image processor (image inputs) or tokenizer (text inputs) stored with a model, by Hub id or folder.
+
+    The one loader of the student's and the teacher's processors, so that both fail with the same message: what could
+    not be loaded, why, and the fix. `hint` is that fix for the caller's user; by default the student's: pass
+    `--processor_name_or_path`, or, offline, local folders.
+    """
     loader = AutoImageProcessor if modality == "image" else AutoTokenizer
     try:
-        return loader.from_pretrained(name_or_path, revision=revision)
+        return loader.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
-        what = "image processor" if modality == "image" else "tokenizer"
-        if hub_constants.HF_HUB_OFFLINE and parse_model_name(name_or_path).kind != "folder":
+        what = "image processor (preprocessor_config.json)" if modality == "image" else "tokenizer"
+        if hint is None and hub_constants.HF_HUB_OFFLINE and parse_model_name(name_or_path).kind != "folder":
             hint = "the Hub is offline (HF_HUB_OFFLINE=1): pass local folders (save_pretrained copies) instead"
-        else:
+        elif hint is None:
             hint = f"pass --processor_name_or_path, a Hub id or folder holding the {what} to feed the student with"
         raise ValueError(f"Could not load the {what} of {name_or_path!r} ({error}): {hint}.") from error

@@ -25,6 +25,7 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HFValidationError, RemoteEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
+from .models import load_processor
 from .names import ModelName, parse_model_name
 
 __all__ = ["Teacher", "load_teacher"]
@@ -404,7 +405,7 @@ def _load_transformers(
     modules = _read_json(name, "modules.json", revision)
     st_pooling, normalize, max_length = _sentence_transformers_settings(name, revision, modules)
     if processor is None:
-        processor = _load_processor(name_or_path, revision, model, trust_remote_code)
+        processor = _load_teacher_processor(name_or_path, revision, model, trust_remote_code)
     teacher = _transformers_teacher(model, name_or_path, pooling, processor, st_pooling, normalize, max_length)
     teacher.revision = revision or getattr(model.config, "_commit_hash", None)
     teacher.weights_id = _weights_id(name, model, revision)
@@ -432,20 +433,17 @@ def _sentence_transformers_settings(
     return pooling, normalize, st_config.get("max_seq_length")
 
 
-def _load_processor(name_or_path: str, revision: str | None, model: torch.nn.Module, trust_remote_code: bool):
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    is_text = model.main_input_name == "input_ids"
-    loader = AutoTokenizer if is_text else AutoImageProcessor
-    try:
-        return loader.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
-        what = "tokenizer" if is_text else "image processor (preprocessor_config.json)"
-        raise ValueError(
-            f"Could not load the {what} of teacher {name_or_path!r}: {error}\n"
-            f"The teacher must be fed with its own preprocessing: save it next to the model "
-            f"(`processor.save_pretrained(folder)`) or pass `processor=` to load_teacher."
-        ) from error
+def _load_teacher_processor(name_or_path: str, revision: str | None, model: torch.nn.Module, trust_remote_code: bool):
+    """The tokenizer (text encoders) or image processor stored with the teacher: its features need its own
+    preprocessing."""
+    return load_processor(
+        name_or_path,
+        "text" if model.main_input_name == "input_ids" else "image",
+        revision,
+        trust_remote_code=trust_remote_code,
+        hint="the teacher must be fed with its own preprocessing: save it next to the model "
+        "(`processor.save_pretrained(folder)`) or pass `processor=` to load_teacher",
+    )
 
 
 def _transformers_teacher(
@@ -541,7 +539,7 @@ def _teacher_from_module(model: torch.nn.Module, *, pooling: str, processor: Any
                     f"A {type(model).__name__} passed as an object needs its preprocessing: pass "
                     "`processor=` (its image processor or tokenizer) to load_teacher."
                 )
-            processor = _load_processor(name_or_path, None, model, trust_remote_code=False)
+            processor = _load_teacher_processor(name_or_path, None, model, trust_remote_code=False)
         teacher = _transformers_teacher(model, name_or_path, pooling, processor)
     elif hasattr(model, "forward_head") and hasattr(model, "pretrained_cfg"):
         name_or_path = model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("architecture", "timm")
