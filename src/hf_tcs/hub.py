@@ -37,8 +37,8 @@ from .model_card import (
     merge_card,
     merge_user_text,
     published_card,
-    teacher_id,
 )
+from .names import parse_model_name
 from .teachers import Teacher
 
 __all__ = ["HubPublishingError", "push_features_to_hub", "push_student_to_hub"]
@@ -236,7 +236,8 @@ def _dataset_card(
     feature_column: str,
 ) -> DatasetCard:
     tags = card_tags(teacher_info, ["teacher-features"])
-    teacher_rows = [("Teacher", teacher_id(teacher_info["teacher"]))] + [
+    teacher_name = parse_model_name(teacher_info["teacher"]).card_id
+    teacher_rows = [("Teacher", teacher_name)] + [
         (name.removeprefix("teacher_").replace("_", " ").capitalize(), teacher_info[name])
         for name in (
             "teacher_revision",
@@ -277,11 +278,11 @@ def _dataset_card(
             ")"
         )
     return DatasetCard.from_template(
-        DatasetCardData(tags=tags, distillation_teacher=teacher_id(teacher_info["teacher"])),
+        DatasetCardData(tags=tags, distillation_teacher=teacher_name),
         template_path=str(_DATASET_TEMPLATE),
         generated_start=GENERATED_START,
         generated_end=GENERATED_END,
-        teacher_name=teacher_id(teacher_info["teacher"]),
+        teacher_name=teacher_name,
         teacher=teacher_rows,
         splits=split_rows,
         coordinate_system=description,

@@ -26,7 +26,8 @@ from .coordinates import COORDINATE_SYSTEM_FOLDER, CoordinateSystem, fit_coordin
 from .data import DataArguments, TaskData, load_task_data, student_inputs
 from .features import precompute_teacher_features
 from .hub import push_features_to_hub, push_student_to_hub
-from .models import StudentArguments, load_processor, load_student, student_source
+from .models import StudentArguments, load_processor, load_student
+from .names import parse_model_name
 from .targets import prepare_targets
 from .teachers import load_configured_teacher
 from .trainer import TCSDistillationTrainer
@@ -250,14 +251,14 @@ def _processor_source(
     if student_args.processor_name_or_path:
         return student_args.processor_name_or_path, None
     student = student_args.student_model_name_or_path
-    if student_source(student) == "pretrained":
+    if parse_model_name(student).kind not in ("architecture", "timm_registry"):  # pretrained: its own processor
         return student, student_args.student_revision
     if config.teacher_model_name_or_path:
         return config.teacher_model_name_or_path, config.teacher_revision
     if coordinate_system is not None and coordinate_system.metadata.get("teacher"):
         metadata = coordinate_system.metadata
         local_copy = metadata.get("teacher_path")  # a local copy of the Hub teacher (`--teacher_hub_id`)
-        name = local_copy if local_copy and Path(local_copy).is_dir() else metadata["teacher"]
+        name = local_copy if local_copy and parse_model_name(local_copy).kind == "folder" else metadata["teacher"]
         return name, metadata.get("teacher_revision")
     raise ValueError(
         f"The student {student!r} is built from an architecture and has no processor of its own: pass "

@@ -32,6 +32,7 @@ from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, 
 from transformers.trainer_pt_utils import AcceleratorConfig
 
 from .columns import teacher_provenance
+from .names import parse_model_name
 from .student import get_tcs_head
 
 __all__ = ["TCSModelCardData", "merge_user_text", "save_model_card"]
@@ -184,8 +185,8 @@ class TCSModelCardData:
         data.library_name = "timm" if getattr(config, "model_type", None) == "timm_wrapper" else "transformers"
         input_name = getattr(model, "main_input_name", "input_ids")
         data.pipeline_tag = "image-classification" if input_name == "pixel_values" else "text-classification"
-        if data.base_model is None:
-            data.base_model = _hub_id_or_none(getattr(config, "_name_or_path", None))
+        if data.base_model is None and getattr(config, "_name_or_path", None):
+            data.base_model = parse_model_name(config._name_or_path).hub_repo_id
         if not data.datasets:
             data.datasets = _dataset_ids(trainer.train_dataset)
         if data.eval_dataset_name is None and isinstance(trainer.eval_dataset, dict):
@@ -249,7 +250,7 @@ class TCSModelCardData:
             ] or None
         extra = {}
         if self.teacher_info.get("teacher"):
-            extra["distillation_teacher"] = teacher_id(self.teacher_info["teacher"])
+            extra["distillation_teacher"] = parse_model_name(self.teacher_info["teacher"]).card_id
             if self.teacher_info.get("teacher_revision"):
                 extra["distillation_teacher_revision"] = self.teacher_info["teacher_revision"]
         return ModelCardData(
@@ -317,18 +318,18 @@ class TCSModelCardData:
         return f"`{self.student_class}`{size}{labels}{start}"
 
     def _teacher_name(self) -> str | None:
-        name = self.teacher_info.get("teacher")
-        if not name:
+        if not self.teacher_info.get("teacher"):
             return None
-        name = teacher_id(name)
-        return f"[{name}](https://huggingface.co/{name})" if _hub_id_or_none(name) else f"`{name}`"
+        name = parse_model_name(self.teacher_info["teacher"])
+        shown, repo_id = name.card_id, name.hub_repo_id
+        return f"[{shown}](https://huggingface.co/{repo_id})" if repo_id else f"`{shown}`"
 
     def _teacher_description(self) -> str:
         name = self._teacher_name()
         if name is None:
             return "not recorded (the coordinate system was built without teacher provenance)"
         info = self.teacher_info
-        local = teacher_id(info["teacher"]) != info["teacher"].removeprefix("hf-hub:")
+        local = parse_model_name(info["teacher"]).kind in ("folder", "path")
         details = [
             "a local folder; its Hub id was not given (`load_teacher(folder, hub_id=...)`, `--teacher_hub_id`)"
             if local
@@ -552,22 +553,6 @@ def _user_fields(kwargs: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"Unknown model card fields {unknown}; the card takes {sorted(names)}.")
     return kwargs
-
-
-def _hub_id_or_none(name: str | None) -> str | None:
-    """`name` when it reads as a Hub repo id (`namespace/name`, not a local path), else None."""
-    if not name or os.path.exists(name) or name.startswith((".", "/", "~")):
-        return None
-    return name if re.fullmatch(r"[\w.-]+/[\w.-]+", name) else None
-
-
-def teacher_id(name: str) -> str:
-    """The teacher as the card shows it: its Hub id, or the folder name of a local teacher (never a local path)."""
-    if name.startswith(("hf-hub:", "timm/")):
-        return name.removeprefix("hf-hub:")
-    if name.startswith("local-dir:") or os.path.isabs(name) or os.path.exists(name):
-        return Path(name.removeprefix("local-dir:")).name
-    return name
 
 
 def teacher_family(teacher_info: dict[str, Any]) -> str | None:

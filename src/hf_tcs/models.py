@@ -27,14 +27,12 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
 )
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .data import image_size
 from .labels import label_config
+from .names import parse_model_name
 
-__all__ = ["StudentArguments", "load_processor", "load_student", "student_source"]
-
-StudentSource = Literal["pretrained", "architecture", "timm"]
+__all__ = ["StudentArguments", "load_processor", "load_student"]
 
 
 @dataclass
@@ -91,17 +89,6 @@ class StudentArguments:
             raise ValueError(f"--student_config must be a JSON object of config values, got {self.student_config!r}.")
 
 
-def student_source(name_or_path: str) -> StudentSource:
-    """How `load_student` reads a name: pretrained weights, a transformers architecture, or a timm architecture."""
-    if os.path.isdir(name_or_path):
-        return "pretrained"
-    if name_or_path in CONFIG_MAPPING:
-        return "architecture"
-    import timm
-
-    return "timm" if "/" not in name_or_path and timm.is_model(name_or_path) else "pretrained"
-
-
 def load_student(
     name_or_path: str,
     *,
@@ -125,8 +112,9 @@ def load_student(
     overrides = dict(config_overrides or {})
     labels = label_config(label_names)
     auto_model = AutoModelForImageClassification if modality == "image" else AutoModelForSequenceClassification
-    source = student_source(name_or_path)
-    if source == "timm":
+    # Any name but an architecture (a folder, a Hub id, a path that transformers then reports) is pretrained weights.
+    kind = parse_model_name(name_or_path).kind
+    if kind == "timm_registry":
         from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
         if modality != "image":
@@ -134,7 +122,7 @@ def load_student(
         return TimmWrapperForImageClassification(
             TimmWrapperConfig(architecture=name_or_path, model_args=overrides or None, **labels)
         )
-    if source == "architecture":
+    if kind == "architecture":
         config = AutoConfig.for_model(name_or_path, **labels, **overrides)
         _fit_inputs(config, processor, modality, set(overrides))
         return auto_model.from_config(config)
@@ -159,16 +147,28 @@ def _fit_inputs(config: Any, processor: Any, modality: str, overridden: set[str]
         config.image_size = size[0] if isinstance(size, tuple) and size[0] == size[1] else size
 
 
-def load_processor(name_or_path: str, modality: Literal["image", "text"], revision: str | None = None) -> Any:
-    """The image processor (image tasks) or tokenizer (text tasks) stored with a model, by Hub id or folder."""
+def load_processor(
+    name_or_path: str,
+    modality: Literal["image", "text"],
+    revision: str | None = None,
+    *,
+    trust_remote_code: bool = False,
+    hint: str | None = None,
+) -> Any:
+    """The image processor (image inputs) or tokenizer (text inputs) stored with a model, by Hub id or folder.
+
+    The one loader of the student's and the teacher's processors, so that both fail with the same message: what could
+    not be loaded, why, and the fix. `hint` is that fix for the caller's user; by default the student's: pass
+    `--processor_name_or_path`, or, offline, local folders.
+    """
     loader = AutoImageProcessor if modality == "image" else AutoTokenizer
     try:
-        return loader.from_pretrained(name_or_path, revision=revision)
+        return loader.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
-        what = "image processor" if modality == "image" else "tokenizer"
-        if hub_constants.HF_HUB_OFFLINE and not os.path.isdir(name_or_path):
+        what = "image processor (preprocessor_config.json)" if modality == "image" else "tokenizer"
+        if hint is None and hub_constants.HF_HUB_OFFLINE and parse_model_name(name_or_path).kind != "folder":
             hint = "the Hub is offline (HF_HUB_OFFLINE=1): pass local folders (save_pretrained copies) instead"
-        else:
+        elif hint is None:
             hint = f"pass --processor_name_or_path, a Hub id or folder holding the {what} to feed the student with"
         raise ValueError(f"Could not load the {what} of {name_or_path!r} ({error}): {hint}.") from error
 

@@ -27,6 +27,8 @@ from huggingface_hub.utils import validate_repo_id
 
 from .config import TCSConfig
 from .distributed import fail_together
+from .models import load_processor
+from .names import ModelName, parse_model_name
 
 __all__ = ["Teacher", "load_teacher"]
 
@@ -254,15 +256,15 @@ def load_teacher(
     if isinstance(name_or_path, torch.nn.Module):
         teacher = _teacher_from_module(name_or_path, pooling=pooling, processor=processor)
     else:
-        name_or_path = str(name_or_path)
-        _check_folder_exists(name_or_path)
+        name = parse_model_name(name_or_path)
+        _check_folder_exists(name)
         if backend == "auto":
-            backend = _detect_backend(name_or_path, revision)
+            backend = _detect_backend(name, revision)
         if backend == "timm":
-            teacher = _load_timm(name_or_path, revision=revision, pooling=pooling, **model_kwargs)
+            teacher = _load_timm(name, revision=revision, pooling=pooling, **model_kwargs)
         elif backend == "transformers":
             teacher = _load_transformers(
-                name_or_path,
+                name,
                 revision=revision,
                 pooling=pooling,
                 processor=processor,
@@ -279,23 +281,11 @@ def load_teacher(
     return teacher.to(device, dtype)
 
 
-def _is_hub_id(name_or_path: str) -> bool:
-    return not os.path.isdir(name_or_path)
-
-
-def _check_folder_exists(name_or_path: str) -> None:
+def _check_folder_exists(name: ModelName) -> None:
     """A teacher named by a path that is no folder (`./teacher`, `/data/dino`, `local-dir:...`) does not exist:
     say so, instead of trying it as a Hub repo id."""
-    if name_or_path.startswith("hf-hub:") or os.path.isdir(name_or_path.removeprefix("local-dir:")):
-        return
-    path = name_or_path.removeprefix("local-dir:")
-    is_path = name_or_path.startswith(("local-dir:", ".", "~", os.sep))
-    if not is_path:
-        try:
-            validate_repo_id(path)  # `a/b/c`, `C:\\x`: no repo id, so a path
-        except HFValidationError:
-            is_path = True
-    if is_path:
+    if name.kind == "path":
+        path = name.path
         what = "a file, not a folder" if os.path.exists(path) else "does not exist"
         raise FileNotFoundError(
             f"The teacher folder {path} {what}: pass the folder that holds the teacher's config.json and weights, "
@@ -304,17 +294,17 @@ def _check_folder_exists(name_or_path: str) -> None:
 
 
 @contextmanager
-def _readable_weights(name_or_path: str) -> Iterator[None]:
+def _readable_weights(name: ModelName) -> Iterator[None]:
     """Name the weight file of a local teacher that cannot be read (a cut-short download or copy), not a bare
     safetensors error."""
     try:
         yield
     except Exception as error:
-        if _is_hub_id(name_or_path) or "safetensors" not in type(error).__module__:
+        if name.kind != "folder" or "safetensors" not in type(error).__module__:
             raise
-        files = sorted(str(path) for path in Path(name_or_path).glob("*.safetensors"))
+        files = sorted(str(path) for path in Path(name.path).glob("*.safetensors"))
         raise OSError(
-            f"The teacher's weights {', '.join(files) or name_or_path} could not be read ({error}): the file is "
+            f"The teacher's weights {', '.join(files) or name.path} could not be read ({error}): the file is "
             "truncated or corrupt (an interrupted download or copy?); copy or download it again."
         ) from error
 
@@ -331,26 +321,26 @@ def _hub_error(name_or_path: str, error: Exception) -> OSError:
     )
 
 
-def _read_json(name_or_path: str, filename: str, revision: str | None) -> dict | list | None:
+def _read_json(name: ModelName, filename: str, revision: str | None) -> dict | list | None:
     """A JSON file of a local folder or a Hub repo, or None when the repo has no such file."""
-    if not _is_hub_id(name_or_path):
-        path = Path(name_or_path, filename)
+    if name.kind == "folder":
+        path = Path(name.path, filename)
         return json.loads(path.read_text()) if path.is_file() else None
     try:
-        return json.loads(Path(hf_hub_download(name_or_path, filename, revision=revision)).read_text())
+        return json.loads(Path(hf_hub_download(name.name, filename, revision=revision)).read_text())
     except RemoteEntryNotFoundError:  # the repo was reached and has no such file
         return None
     except Exception as error:  # offline mode, no network, unknown repo, gated repo...
-        raise _hub_error(name_or_path, error) from error
+        raise _hub_error(name.name, error) from error
 
 
-def _detect_backend(name_or_path: str, revision: str | None) -> Literal["transformers", "timm"]:
-    if name_or_path.startswith(("timm/", "hf-hub:", "local-dir:")):
+def _detect_backend(name: ModelName, revision: str | None) -> Literal["transformers", "timm"]:
+    if name.is_timm_name:
         return "timm"
-    config = _read_json(name_or_path, "config.json", revision)
+    config = _read_json(name, "config.json", revision)
     if config is None:
         raise ValueError(
-            f"{name_or_path!r} has no config.json, so it is neither a transformers nor a timm model folder: "
+            f"{name.name!r} has no config.json, so it is neither a transformers nor a timm model folder: "
             "pass the folder that holds the model's config.json and weights."
         )
     # timm's save_for_hf writes `architecture` (and no `model_type`); transformers configs always have model_type.
@@ -378,16 +368,16 @@ def _hash_state_dict(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _weights_id(name_or_path: str, model: torch.nn.Module, revision: str | None) -> str:
-    if not _is_hub_id(name_or_path):
-        return "sha256:" + _hash_weights(name_or_path)
+def _weights_id(name: ModelName, model: torch.nn.Module, revision: str | None) -> str:
+    if name.kind == "folder":
+        return "sha256:" + _hash_weights(name.path)
     # A Hub checkout is identified by its commit; transformers records the one it resolved.
     commit = getattr(getattr(model, "config", None), "_commit_hash", None)
     return f"commit:{commit or revision or 'main'}"
 
 
 def _load_transformers(
-    name_or_path: str,
+    name: ModelName,
     *,
     revision: str | None,
     pooling: str,
@@ -397,10 +387,11 @@ def _load_transformers(
 ) -> Teacher:
     from transformers import AutoConfig, AutoModel
 
+    name_or_path = name.name
     try:
         config = AutoConfig.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
     except OSError as error:
-        if _is_hub_id(name_or_path):
+        if name.kind != "folder":
             raise _hub_error(name_or_path, error) from error
         raise
     if config.model_type == "vit_mae":
@@ -409,22 +400,22 @@ def _load_transformers(
     if config.model_type == "vit" and pooling != "pooler":
         # DINO checkpoints have no pooler: building one would only add randomly initialised, unused weights.
         model_kwargs.setdefault("add_pooling_layer", False)
-    with _readable_weights(name_or_path):
+    with _readable_weights(name):
         model = AutoModel.from_pretrained(
             name_or_path, revision=revision, trust_remote_code=trust_remote_code, **model_kwargs
         )
-    modules = _read_json(name_or_path, "modules.json", revision)
-    st_pooling, normalize, max_length = _sentence_transformers_settings(name_or_path, revision, modules)
+    modules = _read_json(name, "modules.json", revision)
+    st_pooling, normalize, max_length = _sentence_transformers_settings(name, revision, modules)
     if processor is None:
-        processor = _load_processor(name_or_path, revision, model, trust_remote_code)
+        processor = _load_teacher_processor(name_or_path, revision, model, trust_remote_code)
     teacher = _transformers_teacher(model, name_or_path, pooling, processor, st_pooling, normalize, max_length)
     teacher.revision = revision or getattr(model.config, "_commit_hash", None)
-    teacher.weights_id = _weights_id(name_or_path, model, revision)
+    teacher.weights_id = _weights_id(name, model, revision)
     return teacher
 
 
 def _sentence_transformers_settings(
-    name_or_path: str, revision: str | None, modules: list | None
+    name: ModelName, revision: str | None, modules: list | None
 ) -> tuple[str | None, bool, int | None]:
     """Pooling, normalisation and max length declared by a sentence-transformers folder (None when plain)."""
     if not modules:
@@ -433,31 +424,28 @@ def _sentence_transformers_settings(
     for module in modules:
         kind = module.get("type", "").rsplit(".", 1)[-1]
         if kind == "Pooling":
-            pool_config = _read_json(name_or_path, f"{module['path']}/config.json", revision) or {}
+            pool_config = _read_json(name, f"{module['path']}/config.json", revision) or {}
             for mode in _TEXT_POOLINGS:
                 key = "pooling_mode_cls_token" if mode == "cls" else f"pooling_mode_{mode}_tokens"
                 if pool_config.get(key):
                     pooling = mode
         elif kind == "Normalize":
             normalize = True
-    st_config = _read_json(name_or_path, "sentence_bert_config.json", revision) or {}
+    st_config = _read_json(name, "sentence_bert_config.json", revision) or {}
     return pooling, normalize, st_config.get("max_seq_length")
 
 
-def _load_processor(name_or_path: str, revision: str | None, model: torch.nn.Module, trust_remote_code: bool):
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    is_text = model.main_input_name == "input_ids"
-    loader = AutoTokenizer if is_text else AutoImageProcessor
-    try:
-        return loader.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
-        what = "tokenizer" if is_text else "image processor (preprocessor_config.json)"
-        raise ValueError(
-            f"Could not load the {what} of teacher {name_or_path!r}: {error}\n"
-            f"The teacher must be fed with its own preprocessing: save it next to the model "
-            f"(`processor.save_pretrained(folder)`) or pass `processor=` to load_teacher."
-        ) from error
+def _load_teacher_processor(name_or_path: str, revision: str | None, model: torch.nn.Module, trust_remote_code: bool):
+    """The tokenizer (text encoders) or image processor stored with the teacher: its features need its own
+    preprocessing."""
+    return load_processor(
+        name_or_path,
+        "text" if model.main_input_name == "input_ids" else "image",
+        revision,
+        trust_remote_code=trust_remote_code,
+        hint="the teacher must be fed with its own preprocessing: save it next to the model "
+        "(`processor.save_pretrained(folder)`) or pass `processor=` to load_teacher",
+    )
 
 
 def _transformers_teacher(
@@ -508,35 +496,20 @@ def _transformers_teacher(
     )
 
 
-def _timm_model_id(name_or_path: str, revision: str | None) -> str:
-    if name_or_path.startswith(("hf-hub:", "local-dir:")):
-        model_id = name_or_path
-    elif not _is_hub_id(name_or_path):
-        model_id = f"local-dir:{name_or_path}"
-    elif "/" in name_or_path:
-        model_id = f"hf-hub:{name_or_path}"
-    else:
-        return name_or_path  # a timm registry name, e.g. "vit_small_patch16_224.dino"
-    if revision and model_id.startswith("hf-hub:") and "@" not in model_id:
-        model_id = f"{model_id}@{revision}"
-    return model_id
-
-
-def _load_timm(name_or_path: str, *, revision: str | None, pooling: str, **model_kwargs) -> Teacher:
+def _load_timm(name: ModelName, *, revision: str | None, pooling: str, **model_kwargs) -> Teacher:
     import timm
 
-    model_id = _timm_model_id(name_or_path, revision)
-    local = model_id.removeprefix("local-dir:")
+    model_id = name.timm_model_id(revision)
     try:
-        with _readable_weights(local):
+        with _readable_weights(name):
             model = timm.create_model(model_id, pretrained=True, num_classes=0, **model_kwargs)
     except Exception as error:
-        if model_id.startswith("hf-hub:") or "/" not in model_id and ":" not in model_id:
-            raise _hub_error(name_or_path, error) from error
+        if name.kind != "folder":  # `hf-hub:` or a registry name: timm downloads its weights from the Hub
+            raise _hub_error(name.name, error) from error
         raise
-    teacher = _timm_teacher(model, name_or_path, pooling)
+    teacher = _timm_teacher(model, name.name, pooling)
     teacher.revision = revision
-    teacher.weights_id = "sha256:" + _hash_weights(local) if not _is_hub_id(local) else f"timm:{model_id}"
+    teacher.weights_id = "sha256:" + _hash_weights(name.path) if name.kind == "folder" else f"timm:{model_id}"
     return teacher
 
 
@@ -563,12 +536,12 @@ def _teacher_from_module(model: torch.nn.Module, *, pooling: str, processor: Any
     if isinstance(model, PreTrainedModel):
         name_or_path = model.config._name_or_path or type(model).__name__
         if processor is None:
-            if _is_hub_id(name_or_path):
+            if parse_model_name(name_or_path).kind != "folder":
                 raise ValueError(
                     f"A {type(model).__name__} passed as an object needs its preprocessing: pass "
                     "`processor=` (its image processor or tokenizer) to load_teacher."
                 )
-            processor = _load_processor(name_or_path, None, model, trust_remote_code=False)
+            processor = _load_teacher_processor(name_or_path, None, model, trust_remote_code=False)
         teacher = _transformers_teacher(model, name_or_path, pooling, processor)
     elif hasattr(model, "forward_head") and hasattr(model, "pretrained_cfg"):
         name_or_path = model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("architecture", "timm")
