@@ -3,40 +3,24 @@
 import logging
 
 import datasets
+import helpers
 import numpy as np
 import pytest
 import torch
 from huggingface_hub import DatasetCard, HfApi, ModelCard
 from safetensors import safe_open
-from test_trainer import make_args
-from tiny_models import make_student
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor
 
-from hf_tcs import CoordinateSystem, TCSDistillationTrainer, load_teacher, precompute_teacher_features
+from hf_tcs import CoordinateSystem, load_teacher, precompute_teacher_features
 from hf_tcs.hub import HubPublishingError, push_features_to_hub, push_student_to_hub
 
 TOKEN = "hf_localTestTokenThatMustNeverBeWrittenAnywhere"
 
 
 def train(tmp_path, dataset, **overrides):
-    settings = dict(
-        max_steps=4,
-        eval_strategy="steps",
-        eval_steps=4,
-        tcs_selection_strategy="steps",
-        tcs_selection_steps=2,
-        tcs_selection_rounds=1,
-        tcs_min_components=4,
-    )
-    trainer = TCSDistillationTrainer(
-        model=make_student(),
-        args=make_args(tmp_path, **{**settings, **overrides}),
-        train_dataset=dataset,
-        eval_dataset=dataset,
-        processing_class=ViTImageProcessor(size={"height": 32, "width": 32}),
-    )
-    trainer.train()
-    return trainer
+    """`helpers.train` with the student's image processor, which a published student carries."""
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    return helpers.train(tmp_path, dataset, processing_class=processor, **overrides)
 
 
 def logits(model, dataset) -> torch.Tensor:
