@@ -321,11 +321,24 @@ def test_precompute_saves_features_coordinates_and_a_coordinate_system_that_dist
 
 
 def test_distill_an_image_student_built_from_a_config(teacher_dirs, tmp_path, cifar10_sample):
-    assert main(["distill", *image_job(teacher_dirs, tmp_path / "student")]) == 0
+    # The whole file is the evaluation split (no sample drawn from it), so that the accuracy can be checked by hand.
+    argv = [*image_job(teacher_dirs, tmp_path / "student"), "--max_eval_samples", str(len(cifar10_sample))]
+    assert main(["distill", *argv]) == 0
     check_image_student(tmp_path / "student", cifar10_sample[0]["image"])
     assert CoordinateSystem.from_pretrained(tmp_path / "student" / "tcs").num_components == 8
     results = json.loads((tmp_path / "student" / "all_results.json").read_text())
-    assert 0 <= results["eval_accuracy"] <= 1 and np.isfinite(results["train_loss"])
+    assert results["eval_accuracy"] == pytest.approx(saved_student_accuracy(tmp_path / "student", cifar10_sample))
+    assert np.isfinite(results["train_loss"])
+
+
+def saved_student_accuracy(output_dir: Path, images) -> float:
+    """The accuracy of the saved student, with its saved image processor, on ``images`` (columns image, label)."""
+    model = AutoModelForImageClassification.from_pretrained(output_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(output_dir)
+    pixels = processor(images=[image.convert("RGB") for image in images["image"]], return_tensors="pt")
+    with torch.no_grad():
+        predictions = model(**pixels).logits.argmax(-1)
+    return (predictions == torch.tensor(images["label"])).double().mean().item()
 
 
 def test_build_trainer_runs_the_teacher_pass_first_and_leaves_the_config_alone(teacher_dirs, tmp_path):

@@ -1,42 +1,28 @@
 """Publishing through the real client code paths, against the local Hub-compatible server (`local_hub`)."""
 
+import json
 import logging
 
 import datasets
+import helpers
 import numpy as np
 import pytest
 import torch
 from huggingface_hub import DatasetCard, HfApi, ModelCard
 from safetensors import safe_open
-from test_trainer import make_args
 from tiny_models import make_student
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ViTImageProcessor
 
-from hf_tcs import CoordinateSystem, TCSDistillationTrainer, load_teacher, precompute_teacher_features
+from hf_tcs import CoordinateSystem, load_teacher, precompute_teacher_features
 from hf_tcs.hub import HubPublishingError, push_features_to_hub, push_student_to_hub
 
 TOKEN = "hf_localTestTokenThatMustNeverBeWrittenAnywhere"
 
 
 def train(tmp_path, dataset, **overrides):
-    settings = dict(
-        max_steps=4,
-        eval_strategy="steps",
-        eval_steps=4,
-        tcs_selection_strategy="steps",
-        tcs_selection_steps=2,
-        tcs_selection_rounds=1,
-        tcs_min_components=4,
-    )
-    trainer = TCSDistillationTrainer(
-        model=make_student(),
-        args=make_args(tmp_path, **{**settings, **overrides}),
-        train_dataset=dataset,
-        eval_dataset=dataset,
-        processing_class=ViTImageProcessor(size={"height": 32, "width": 32}),
-    )
-    trainer.train()
-    return trainer
+    """`helpers.train` with the student's image processor, which a published student carries."""
+    processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    return helpers.train(tmp_path, dataset, processing_class=processor, **overrides)
 
 
 def logits(model, dataset) -> torch.Tensor:
@@ -121,6 +107,42 @@ def test_every_save_pushes_folded_students_not_checkpoints(tmp_path, image_featu
     # With push_to_hub=True a user's save_model pushes too, as with any Trainer.
     trainer.save_model()
     assert local_hub.commits("user/every-save")[0].title == "Model save"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "checkpoints"),
+    [("checkpoint", {"last-checkpoint": 4}), ("all_checkpoints", {"checkpoint-2": 2, "checkpoint-4": 4})],
+)
+def test_checkpoint_strategies_push_the_folded_student_and_resumable_checkpoints(
+    tmp_path, image_features, local_hub, strategy, checkpoints
+):
+    repo = f"user/{strategy.replace('_', '-')}"
+    trainer = train(
+        tmp_path,
+        image_features,
+        push_to_hub=True,
+        hub_model_id=repo,
+        hub_strategy=strategy,
+        hub_always_push=True,
+        save_strategy="steps",
+        save_steps=2,
+    )
+    files = local_hub.files(repo)
+    assert {path.split("/")[0] for path in files if "/" in path} == {"tcs", *checkpoints}
+    # At the root: the folded student, the files of the plain model class.
+    (tmp_path / "root.safetensors").write_bytes(files["model.safetensors"])
+    make_student().save_pretrained(tmp_path / "plain")
+    assert weight_names(tmp_path / "root.safetensors") == weight_names(tmp_path / "plain" / "model.safetensors")
+    student = AutoModelForImageClassification.from_pretrained(repo)
+    torch.testing.assert_close(logits(student, image_features), logits(trainer.model, image_features))
+    # In each checkpoint folder: the unfolded student, its optimizer and the state to resume from.
+    for folder, step in checkpoints.items():
+        assert {"optimizer.pt", "scheduler.pt", "trainer_state.json"} <= {
+            path.removeprefix(f"{folder}/") for path in files if path.startswith(f"{folder}/")
+        }
+        assert json.loads(files[f"{folder}/trainer_state.json"])["global_step"] == step
+        (tmp_path / f"{folder}.safetensors").write_bytes(files[f"{folder}/model.safetensors"])
+        assert any("projector" in name for name in weight_names(tmp_path / f"{folder}.safetensors"))
 
 
 def test_push_student_folder_merges_the_published_card(tmp_path, image_features, local_hub):

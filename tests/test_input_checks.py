@@ -11,8 +11,8 @@ import datasets
 import pytest
 import torch
 import yaml
+from helpers import make_args
 from test_cli import BANKING77, CIFAR10, exit_code
-from test_trainer import make_args
 from tiny_models import make_student, tiny_vit_kwargs
 from transformers import ViTConfig, ViTForImageClassification, ViTModel
 

@@ -3,7 +3,7 @@
 import logging
 
 import datasets
-from test_trainer import make_args
+from helpers import make_args
 from tiny_models import NUM_LABELS, make_student, tiny_vit_kwargs
 from transformers import AutoConfig
 

@@ -3,35 +3,23 @@
 import logging
 import re
 
+import helpers
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from test_trainer import make_args
 from tiny_models import NUM_LABELS, make_student
 from transformers import AutoModelForImageClassification, TimmWrapperConfig, TimmWrapperForImageClassification
 
-from hf_tcs import TCSDistillationTrainer, load_teacher
+from hf_tcs import load_teacher
 from hf_tcs.model_card import GENERATED_START, TCSModelCardData
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def train(tmp_path, dataset, teacher=None, model=None, **overrides):
-    settings = dict(
-        max_steps=6,
-        eval_strategy="steps",
-        eval_steps=3,
-        tcs_selection_strategy="steps",
-        tcs_selection_steps=2,
-        tcs_selection_rounds=2,
-        tcs_min_components=4,
-    )
-    args = make_args(tmp_path, **{**settings, **overrides})
-    trainer = TCSDistillationTrainer(
-        model=model or make_student(), args=args, train_dataset=dataset, eval_dataset=dataset, teacher=teacher
-    )
-    trainer.train()
-    return trainer
+def train(tmp_path, dataset, **overrides):
+    """`helpers.train` for 6 steps, evaluated every 3, with two tailoring steps: a card with curves to draw."""
+    settings = {"max_steps": 6, "eval_steps": 3, "tcs_selection_rounds": 2}
+    return helpers.train(tmp_path, dataset, **{**settings, **overrides})
 
 
 def test_card_metadata_body_and_plots(tmp_path, image_features, teacher_dirs):

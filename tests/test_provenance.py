@@ -4,9 +4,9 @@ import json
 
 import datasets
 import pytest
+from helpers import make_args
 from huggingface_hub import ModelCard
 from test_cli import CIFAR10, VIT_STUDENT, main, training_args
-from test_trainer import make_args
 from tiny_models import make_student
 
 from hf_tcs import CoordinateSystem, TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features

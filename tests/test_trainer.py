@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 
@@ -5,53 +6,27 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from helpers import (
+    assert_same_weights,
+    column,
+    interrupt_and_resume,
+    losses_by_hand,
+    make_args,
+    resumable_args,
+    train_and_grads,
+)
 from tiny_models import make_student
 from transformers import (
     AutoModelForImageClassification,
     BertConfig,
     BertForSequenceClassification,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
     ViTImageProcessor,
 )
 
 from hf_tcs import CoordinateSystem, TCSConfig, TCSDistillationTrainer, load_teacher, precompute_teacher_features
 from hf_tcs.student import get_tcs_head
-
-
-def make_args(tmp_path, args_class=TCSConfig, **overrides) -> TCSConfig:
-    kwargs = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=16,
-        learning_rate=1e-3,
-        max_steps=4,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        seed=0,
-        data_seed=0,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
-    if args_class is TCSConfig:
-        kwargs["tcs_num_components"] = 16
-    kwargs.update(overrides)
-    return args_class(**kwargs)
-
-
-def train_and_grads(trainer) -> list[dict[str, torch.Tensor]]:
-    """Train, recording the (accumulated) gradients of every optimizer step."""
-    grads = []
-
-    class Recorder(TrainerCallback):
-        def on_pre_optimizer_step(self, args, state, control, **kwargs):
-            grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
-
-    trainer.add_callback(Recorder())
-    trainer.train()
-    return grads
 
 
 def test_zero_weight_trains_exactly_like_a_plain_trainer(tmp_path, image_features):
@@ -101,48 +76,72 @@ def test_coordinate_column_survives_default_arguments_and_loss_is_logged(tmp_pat
     assert logged["tcs_active_coordinates"] == 16
 
 
-def test_targets_are_globally_scaled_coordinates(tmp_path, image_features):
+def test_the_coordinate_column_is_the_projection_of_the_teacher_features(tmp_path, image_features):
     trainer = TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=image_features)
     cs = trainer.coordinate_system
-    assert cs.num_components == 16 and cs.num_examples == 64
-    expected = cs.project(np.asarray(image_features.with_format("numpy")[:]["teacher_features"]))
-    column = np.asarray(trainer.train_dataset.with_format("numpy")[:]["tcs_coordinates"])
-    np.testing.assert_allclose(column, expected, atol=1e-5)
-    # one scalar for all coordinates, making the mean variance over all D teacher components 1
-    scale = trainer.targets.scale.numpy()
-    np.testing.assert_allclose(scale, 1 / np.sqrt(cs.all_eigenvalues.mean()), rtol=1e-6)
-    assert trainer.targets.loss_dims == cs.feature_dim == 32
+    assert cs.num_components == 16 and cs.num_examples == 64 and cs.feature_dim == 32
+    expected = cs.project(column(image_features, "teacher_features"))
+    np.testing.assert_allclose(column(trainer.train_dataset, "tcs_coordinates"), expected, atol=1e-5)
+
+
+def target_scale(scaling: str, coordinate_system) -> np.ndarray | float:
+    """What `tcs_target_scaling` multiplies the coordinates by: the documented meaning of each value."""
+    return {
+        "global": coordinate_system.global_scale,  # one scalar: mean variance 1 over all D teacher components
+        "standardize": 1 / np.sqrt(coordinate_system.eigenvalues),  # each coordinate by its own standard deviation
+        "none": 1.0,
+    }[scaling]
+
+
+@pytest.mark.parametrize("scaling", ["global", "standardize", "none"])
+def test_the_loss_is_cross_entropy_plus_the_coordinate_loss_of_the_scaled_targets(tmp_path, image_features, scaling):
+    # One step over all 64 examples: the logged losses are those of the initial student on the whole set.
+    args = make_args(tmp_path, max_steps=1, per_device_train_batch_size=64, tcs_target_scaling=scaling)
+    trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)
+    cs = trainer.coordinate_system
+    assert cs.global_scale != pytest.approx(1.0, rel=0.1), "the scalings must differ for this test to tell them apart"
+    logits, ce, tcs = losses_by_hand(trainer, target_scale(scaling, cs), num_dims=cs.feature_dim)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(64)])
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model.eval(), batch)
+    torch.testing.assert_close(loss, ce + args.tcs_loss_weight * tcs, rtol=1e-5, atol=1e-6)
+    trainer.train()
+    (logged, _) = trainer.state.log_history
+    assert logged["tcs_loss"] == pytest.approx(float(tcs), rel=1e-5)
+    assert logged["ce_loss"] == pytest.approx(float(ce), rel=1e-5)
+    assert logged["loss"] == pytest.approx(float(loss), rel=1e-5)
 
 
 def test_a_coordinate_column_alone_is_scaled_by_its_own_variances(tmp_path, image_features):
-    features = np.asarray(image_features.with_format("numpy")[:]["teacher_features"])
+    features = column(image_features, "teacher_features")
     coordinates_only = CoordinateSystem.fit(features, num_components=8).add_coordinates(
         image_features, keep_features=False
     )
-    trainer = TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=coordinates_only)
-    column = np.asarray(coordinates_only.with_format("numpy")[:]["tcs_coordinates"], dtype=np.float64)
-    assert trainer.coordinate_system is None and trainer.targets.num_coordinates == trainer.targets.loss_dims == 8
-    np.testing.assert_allclose(
-        trainer.targets.scale.numpy(), 1 / np.sqrt(column.var(axis=0, ddof=1).mean()), rtol=1e-5
-    )
+    args = make_args(tmp_path, max_steps=1, per_device_train_batch_size=64)
+    trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=coordinates_only)
+    assert trainer.coordinate_system is None and trainer.tcs_head.num_coordinates == 8
+    # Without a coordinate system: one scale from the column's own variances, and D is the column's width.
+    variances = column(coordinates_only, "tcs_coordinates").astype(np.float64).var(axis=0, ddof=1)
+    _, _, tcs = losses_by_hand(trainer, 1 / np.sqrt(variances.mean()), num_dims=8)
     trainer.train()
+    assert trainer.state.log_history[0]["tcs_loss"] == pytest.approx(float(tcs), rel=1e-5)
 
 
 def test_non_finite_or_unscalable_coordinate_columns_are_refused(tmp_path, image_features):
-    features = np.asarray(image_features.with_format("numpy")[:]["teacher_features"])
+    features = column(image_features, "teacher_features")
     coordinates = CoordinateSystem.fit(features, num_components=8).add_coordinates(image_features, keep_features=False)
-    column = np.asarray(coordinates.with_format("numpy")[:]["tcs_coordinates"])
+    values = column(coordinates, "tcs_coordinates")
 
     def with_column(values: np.ndarray) -> datasets.Dataset:
         return coordinates.remove_columns("tcs_coordinates").add_column("tcs_coordinates", values.tolist())
 
-    broken = column.copy()
+    broken = values.copy()
     broken[[3, 40], 2] = [np.nan, np.inf]
     with pytest.raises(
         ValueError, match=r"2 rows of the training set's 'tcs_coordinates' column .* \(rows \[3, 40\]\)"
     ):
         TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=with_column(broken))
-    constant = np.ones_like(column)
+    constant = np.ones_like(values)
     for dataset in (with_column(constant), coordinates.select([0])):
         with pytest.raises(ValueError, match="zero or undefined variance.*tcs_target_scaling='none'"):
             TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path), train_dataset=dataset)
@@ -157,23 +156,46 @@ def test_a_student_with_nan_weights_is_not_saved(tmp_path, image_features):
     assert not (tmp_path / "student" / "model.safetensors").exists()
 
 
-def test_mixed_and_missing_labels_are_accepted(tmp_path, image_features):
+def test_unlabelled_examples_carry_the_coordinate_loss_only(tmp_path, image_features):
     labels = [None if i % 2 else label for i, label in enumerate(image_features["label"])]
     mixed = image_features.remove_columns("label").add_column("label", labels)
-    trainer = TCSDistillationTrainer(model=make_student(), args=make_args(tmp_path, max_steps=2), train_dataset=mixed)
+    args = make_args(tmp_path, max_steps=1, per_device_train_batch_size=64)
+    trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=mixed)
     batch = next(iter(trainer.get_train_dataloader()))
-    assert (batch["labels"] == -100).any() and (batch["labels"] >= 0).any()
+    assert (batch["labels"] == -100).sum() == 32 and (batch["labels"] >= 0).sum() == 32
+    cs = trainer.coordinate_system
+    logits, _, tcs = losses_by_hand(trainer, cs.global_scale, num_dims=cs.feature_dim)
+    labelled = torch.arange(64) % 2 == 0
+    ce = torch.nn.functional.cross_entropy(logits[labelled], torch.tensor(image_features["label"])[labelled])
     trainer.train()
-    assert np.isfinite(trainer.state.log_history[-1]["train_loss"])
+    logged = trainer.state.log_history[0]
+    assert logged["ce_loss"] == pytest.approx(float(ce), rel=1e-5), "cross-entropy over the labelled half only"
+    assert logged["tcs_loss"] == pytest.approx(float(tcs), rel=1e-5), "the coordinate loss over every example"
 
 
 def test_optional_lsh_loss_is_added_and_logged(tmp_path, image_features):
-    args = make_args(tmp_path, max_steps=2, tcs_lsh_weight=1.0, tcs_lsh_bits=32, remove_unused_columns=False)
+    from hf_tcs.losses import lsh_bias, lsh_loss, lsh_projection
+
+    args = make_args(
+        tmp_path,
+        max_steps=1,
+        per_device_train_batch_size=64,
+        tcs_lsh_weight=0.5,
+        tcs_lsh_bits=32,
+        remove_unused_columns=False,
+    )
     trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)
-    assert trainer.targets.lsh_projection.shape == (16, 32) and trainer.targets.lsh_bias.shape == (32,)
+    cs = trainer.coordinate_system
+    _, ce, tcs = losses_by_hand(trainer, cs.global_scale, num_dims=cs.feature_dim)
+    targets = torch.as_tensor(column(trainer.train_dataset, "tcs_coordinates")) * cs.global_scale
+    # 32 hyperplanes drawn from the run's seed (the same on every process), centred on the training set's targets
+    projection = lsh_projection(16, 32, seed=args.seed)
+    expected = lsh_loss(trainer.tcs_head.last_coordinates, targets, projection, lsh_bias(targets, projection))
     trainer.train()
-    logs = trainer.state.log_history[0]
-    assert logs["lsh_loss"] > 0 and np.isfinite(logs["loss"])
+    logged = trainer.state.log_history[0]
+    assert logged["lsh_loss"] == pytest.approx(float(expected), rel=1e-5)
+    total = ce + args.tcs_loss_weight * tcs + args.tcs_lsh_weight * expected
+    assert logged["loss"] == pytest.approx(float(total), rel=1e-5)
     with pytest.raises(ValueError, match="tcs_lsh_bits"):
         make_args(tmp_path, tcs_lsh_bits=0)
 
@@ -200,13 +222,9 @@ def test_tailoring_drops_coordinates_on_schedule_down_to_the_floor(tmp_path, ima
 
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, image_features):
     def run(output, **extra):
-        args = make_args(
+        args = resumable_args(
             tmp_path,
-            output_dir=str(tmp_path / output),
-            max_steps=6,
-            per_device_train_batch_size=8,
-            save_strategy="steps",
-            save_steps=3,
+            output,
             tcs_selection_strategy="steps",
             tcs_selection_steps=2,
             tcs_selection_rounds=2,
@@ -224,26 +242,6 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, image_features):
     assert full_head.num_active == 9
     assert torch.equal(full_head.mask, resumed_head.mask)
     assert_same_weights(full.model, resumed.model)
-
-
-def interrupt_and_resume(run, output_dir, step: int = 3) -> tuple:
-    """``run("resumed", ...)`` (a trainer writing to ``output_dir``) stopped after ``step`` steps, having saved
-    checkpoint-``step``, and a fresh ``run("resumed")`` resumed from that checkpoint to the end."""
-
-    class Stop(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            control.should_training_stop = state.global_step == step
-
-    interrupted = run("resumed", callbacks=[Stop()])
-    interrupted.train()
-    resumed = run("resumed")
-    resumed.train(resume_from_checkpoint=str(output_dir / f"checkpoint-{step}"))
-    return interrupted, resumed
-
-
-def assert_same_weights(model, other) -> None:
-    for (name, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items(), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_save_model_writes_a_folded_student_that_loads_without_hf_tcs(tmp_path, image_features):
@@ -306,6 +304,8 @@ def test_trainer_runs_the_teacher_pass_itself_and_keeps_coordinates_of_the_clean
     index = {tuple(row.round(5)) for row in np.asarray(clean)}
     assert all(tuple(row.round(5)) in index for row in batch["tcs_coordinates"].numpy())
     trainer.train()
+    steps = [log for log in trainer.state.log_history if "loss" in log]
+    assert len(steps) == 2 and all(log["tcs_loss"] > 0 for log in steps), "the augmented views trained on coordinates"
 
 
 def test_text_student_with_padding_collator(tmp_path, teacher_dirs, banking77_sample):
@@ -322,7 +322,7 @@ def test_text_student_with_padding_collator(tmp_path, teacher_dirs, banking77_sa
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        num_labels=77,
+        num_labels=4,  # the 4 intents of these 32 texts: a random student's accuracy is then not 0
     )
     trainer = TCSDistillationTrainer(
         model=BertForSequenceClassification(config),
@@ -333,7 +333,13 @@ def test_text_student_with_padding_collator(tmp_path, teacher_dirs, banking77_sa
     )
     trainer.train()
     metrics = trainer.evaluate()
-    assert 0 <= metrics["eval_accuracy"] <= 1
+    # The accuracy reported is the student's on the eval set (its own padded forward pass here).
+    model = trainer.model.eval()
+    inputs = tokenizer(list(texts["text"]), truncation=True, max_length=32, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    accuracy = (logits.argmax(-1) == torch.tensor(texts["label"])).double().mean().item()
+    assert metrics["eval_accuracy"] == pytest.approx(accuracy) and 0 < accuracy < 1
     logged = trainer.state.log_history[-1]
     assert "eval_ce_loss" in logged and "eval_tcs_loss" not in logged  # the eval set has no coordinates
 
@@ -377,3 +383,54 @@ def test_launched_processes_that_would_each_train_alone_are_refused(tmp_path, im
     monkeypatch.setenv("WORLD_SIZE", "2")  # what `accelerate launch` sets, here for training arguments of one process
     with pytest.raises(ValueError, match="2 processes were launched.*pass `--use_cpu`"):
         TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)
+
+
+def test_plain_training_arguments_are_upgraded_with_the_tcs_defaults(tmp_path, image_features):
+    token = "hf_userTokenKeptThroughTheUpgrade"
+    args = make_args(
+        tmp_path, TrainingArguments, learning_rate=3e-4, warmup_steps=1, hub_token=token, per_device_train_batch_size=8
+    )
+    trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)
+    upgraded = trainer.args
+    assert isinstance(upgraded, TCSConfig)
+    assert (upgraded.learning_rate, upgraded.warmup_steps, upgraded.per_device_train_batch_size) == (3e-4, 1, 8)
+    assert upgraded.hub_token == token and upgraded.output_dir == args.output_dir
+    defaults = {field.name: field.default for field in dataclasses.fields(TCSConfig) if field.name.startswith("tcs_")}
+    assert {name: getattr(upgraded, name) for name in defaults} == defaults
+    # The defaults are in force: a head on the coordinates that explain 95 % of the variance, weighted 4 x.
+    cs = trainer.coordinate_system
+    assert cs.total_explained_variance >= 0.95 > cs.with_num_components(cs.num_components - 1).total_explained_variance
+    assert trainer.tcs_head.num_coordinates == cs.num_components
+    trainer.train()
+    logged = trainer.state.log_history[0]
+    assert logged["loss"] == pytest.approx(logged["ce_loss"] + defaults["tcs_loss_weight"] * logged["tcs_loss"])
+
+
+def test_a_dict_of_eval_sets_evaluates_each_under_its_name(tmp_path, image_features):
+    sets = {"first": image_features.select(range(24)), "second": image_features.select(range(24, 64))}
+    args = make_args(tmp_path, max_steps=2, eval_strategy="steps", eval_steps=2)
+    trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features, eval_dataset=sets)
+    trainer.train()
+    model = trainer.model.eval()
+    for name, dataset in sets.items():
+        (logged,) = [log for log in trainer.state.log_history if f"eval_{name}_accuracy" in log]
+        data = dataset.with_format("torch")[:]
+        with torch.no_grad():
+            predictions = model(pixel_values=data["pixel_values"]).logits.argmax(-1)
+        accuracy = (predictions == data["label"]).double().mean().item()
+        assert logged["step"] == 2 and logged[f"eval_{name}_accuracy"] == pytest.approx(accuracy)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with a dict eval_dataset, TCSDistillationTrainer.log names every set's loss terms eval_ce_loss / "
+    "eval_tcs_loss instead of eval_<name>_ce_loss: the sets' losses share one name in log_history",
+)
+def test_the_loss_terms_of_each_named_eval_set_carry_its_name(tmp_path, image_features):
+    sets = {"first": image_features.select(range(24)), "second": image_features.select(range(24, 64))}
+    trainer = TCSDistillationTrainer(
+        model=make_student(), args=make_args(tmp_path), train_dataset=image_features, eval_dataset=sets
+    )
+    trainer.evaluate()
+    for name, logged in zip(sets, trainer.state.log_history, strict=True):
+        assert f"eval_{name}_ce_loss" in logged and "eval_ce_loss" not in logged

@@ -4,13 +4,13 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from test_trainer import assert_same_weights, interrupt_and_resume, make_args, train_and_grads
+from helpers import assert_same_weights, column, interrupt_and_resume, make_args, resumable_args, train_and_grads
 from tiny_models import make_student
+from transformers import default_data_collator
 
 from hf_tcs import CoordinateSystem, TCSDistillationTrainer
 from hf_tcs.losses import coordinate_loss
 from hf_tcs.student import attach_tcs_head, student_coordinates
-from hf_tcs.trainer import _UNLABELED_KEY
 
 
 @pytest.fixture(scope="module")
@@ -19,29 +19,43 @@ def labelled_and_pool(image_features) -> tuple[datasets.Dataset, datasets.Datase
     return image_features.select(range(32)), image_features.select(range(32, 64)).remove_columns("label")
 
 
-class RecordingTrainer(TCSDistillationTrainer):
-    """Records, for every training micro-batch, the labelled batch size and the pool batch's coordinates."""
+class PoolRecorder:
+    """The student's data collator, recording which pool rows each batch of unlabelled (label-less) rows holds; the
+    rows are found by their pixels, which differ for every image."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.recorded = []
+    def __init__(self, pool: datasets.Dataset):
+        self.pixels = column(pool, "pixel_values").reshape(len(pool), -1)
+        self.batches: list[list[int]] = []
+
+    def __call__(self, features):
+        if not {"label", "labels"} & features[0].keys():
+            self.batches.append([self.row(np.asarray(example["pixel_values"])) for example in features])
+        return default_data_collator(features)
+
+    def row(self, pixels: np.ndarray) -> int:
+        (match,) = np.flatnonzero(np.abs(self.pixels - pixels.reshape(1, -1)).max(axis=1) < 1e-6)
+        return int(match)
+
+
+class RecordingTrainer(TCSDistillationTrainer):
+    """Records the labelled size of every training micro-batch and, through its collator, the pool rows drawn."""
+
+    def __init__(self, *args, unlabeled_dataset=None, **kwargs):
+        self.pool = PoolRecorder(unlabeled_dataset) if unlabeled_dataset is not None else None
+        super().__init__(*args, unlabeled_dataset=unlabeled_dataset, data_collator=self.pool, **kwargs)
+        self.labelled_sizes = []
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
-            pool = inputs.get(_UNLABELED_KEY)
-            pool_coordinates = None if pool is None else pool["tcs_coordinates"].clone()
-            self.recorded.append((len(inputs["labels"]), pool_coordinates))
+            self.labelled_sizes.append(len(inputs["labels"]))
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
+    def pool_sizes(self) -> list[int]:
+        return [len(batch) for batch in self.pool.batches]
+
     def drawn_pool_rows(self) -> list[int]:
-        """The pool rows drawn so far, in order (found by their coordinates, which differ for every image)."""
-        column = np.asarray(self.unlabeled_dataset.with_format("numpy")[:]["tcs_coordinates"])
-        rows = []
-        for _, coordinates in self.recorded:
-            for row in coordinates.numpy():
-                (match,) = np.flatnonzero(np.abs(column - row).max(axis=1) < 1e-6)
-                rows.append(int(match))
-        return rows
+        """The pool rows drawn so far, in order."""
+        return [row for batch in self.pool.batches for row in batch]
 
 
 def test_every_step_takes_a_full_labelled_batch_and_a_pool_batch_cycled_and_reshuffled(tmp_path, labelled_and_pool):
@@ -59,7 +73,7 @@ def test_every_step_takes_a_full_labelled_batch_and_a_pool_batch_cycled_and_resh
     trainer = run(0)
     # An epoch is an epoch of the 32 labelled examples: 2 epochs of batch 8 are 8 steps, each with 8 pool examples.
     assert trainer.state.global_step == 8
-    assert [(size, len(coordinates)) for size, coordinates in trainer.recorded] == [(8, 8)] * 8
+    assert trainer.labelled_sizes == trainer.pool_sizes() == [8] * 8
     rows = trainer.drawn_pool_rows()
     passes = [rows[i : i + 12] for i in range(0, 60, 12)]
     assert all(sorted(one) == list(range(12)) for one in passes), "every pass draws the whole pool once"
@@ -73,7 +87,7 @@ def test_unlabeled_ratio_sets_the_pool_batch_and_losses_are_named(tmp_path, labe
     args = make_args(tmp_path, per_device_train_batch_size=8, max_steps=2, tcs_unlabeled_ratio=2.5)
     trainer = RecordingTrainer(model=make_student(), args=args, train_dataset=labelled, unlabeled_dataset=pool)
     trainer.train()
-    assert [(size, len(coordinates)) for size, coordinates in trainer.recorded] == [(8, 20)] * 2
+    assert (trainer.labelled_sizes, trainer.pool_sizes()) == ([8, 8], [20, 20])
     logged = trainer.state.log_history[0]
     assert {"ce_loss", "tcs_loss", "tcs_unlabeled_loss"} <= logged.keys()
     assert logged["tcs_unlabeled_loss"] > 0 and logged["tcs_unlabeled_loss"] != logged["tcs_loss"]
@@ -81,7 +95,7 @@ def test_unlabeled_ratio_sets_the_pool_batch_and_losses_are_named(tmp_path, labe
 
 def test_the_pool_adds_its_weighted_coordinate_loss_to_the_labelled_loss(tmp_path, labelled_and_pool):
     labelled, pool = labelled_and_pool
-    cs = CoordinateSystem.fit(np.asarray(labelled.with_format("numpy")[:]["teacher_features"]), num_components=16)
+    cs = CoordinateSystem.fit(column(labelled, "teacher_features"), num_components=16)
 
     def step_grads(**extra):
         args = make_args(tmp_path, per_device_train_batch_size=8, max_steps=1, max_grad_norm=0)  # raw gradients
@@ -94,14 +108,14 @@ def test_the_pool_adds_its_weighted_coordinate_loss_to_the_labelled_loss(tmp_pat
     with_pool, initial, grads = step_grads(unlabeled_dataset=pool)
     _, _, labelled_grads = step_grads()
     # What the pool adds: the gradient of tcs_loss_weight x the coordinate loss of its batch, by hand.
-    ((_, pool_coordinates),) = with_pool.recorded
     rows = with_pool.drawn_pool_rows()
+    assert len(rows) == 8
     model = make_student()
     attach_tcs_head(model, 16)
     model.load_state_dict(initial)
-    pixels = torch.as_tensor(np.asarray(with_pool.unlabeled_dataset.with_format("numpy")[rows]["pixel_values"]))
-    model(pixel_values=pixels)
-    targets = pool_coordinates * with_pool.targets.scale
+    pool_rows = with_pool.unlabeled_dataset.with_format("torch")[rows]
+    model(pixel_values=pool_rows["pixel_values"])
+    targets = pool_rows["tcs_coordinates"] * cs.global_scale  # the default, global, target scaling
     loss = with_pool.args.tcs_loss_weight * coordinate_loss(
         student_coordinates(model), targets, num_dims=cs.feature_dim
     )
@@ -142,14 +156,7 @@ def test_resumed_run_with_a_pool_ends_like_an_uninterrupted_one(tmp_path, labell
     pool = pool.select(range(20))  # 6 steps x 8 = 48 draws: the resumed part crosses into a new pass
 
     def run(output, **extra):
-        args = make_args(
-            tmp_path,
-            output_dir=str(tmp_path / output),
-            max_steps=6,
-            per_device_train_batch_size=8,
-            save_strategy="steps",
-            save_steps=3,
-        )
+        args = resumable_args(tmp_path, output)
         return RecordingTrainer(
             model=make_student(), args=args, train_dataset=labelled, unlabeled_dataset=pool, **extra
         )
@@ -165,14 +172,14 @@ def test_coordinate_system_is_fitted_on_labelled_and_pool_features_unless_told_o
     tmp_path, labelled_and_pool, image_features
 ):
     labelled, pool = labelled_and_pool
-    features = np.asarray(image_features.with_format("numpy")[:]["teacher_features"])
+    features = column(image_features, "teacher_features")
     both = TCSDistillationTrainer(
         model=make_student(), args=make_args(tmp_path), train_dataset=labelled, unlabeled_dataset=pool
     )
     reference = CoordinateSystem.fit(features, num_components=16)
     assert both.coordinate_system.num_examples == 64
     np.testing.assert_allclose(np.abs(both.coordinate_system.components), np.abs(reference.components), atol=1e-5)
-    pool_column = np.asarray(both.unlabeled_dataset.with_format("numpy")[:]["tcs_coordinates"])
+    pool_column = column(both.unlabeled_dataset, "tcs_coordinates")
     np.testing.assert_allclose(pool_column, both.coordinate_system.project(features[32:]), atol=1e-5)
     assert set(both.unlabeled_dataset.column_names) == {"pixel_values", "tcs_coordinates"}, "no label column"
 
@@ -184,7 +191,7 @@ def test_coordinate_system_is_fitted_on_labelled_and_pool_features_unless_told_o
     )
     assert only.coordinate_system.num_examples == 32
     np.testing.assert_allclose(only.coordinate_system.mean, features[:32].mean(axis=0), atol=1e-6)
-    pool_column = np.asarray(only.unlabeled_dataset.with_format("numpy")[:]["tcs_coordinates"])
+    pool_column = column(only.unlabeled_dataset, "tcs_coordinates")
     np.testing.assert_allclose(pool_column, only.coordinate_system.project(features[32:]), atol=1e-5)
 
 
@@ -206,7 +213,7 @@ def test_the_trainer_runs_the_teacher_pass_on_the_pool_too(tmp_path, teacher_dir
     features = load_teacher(teacher_dirs["dino"]).encode(images["image"])
     cs = trainer.coordinate_system
     assert cs.num_examples == 48 and cs.metadata["teacher"] == str(teacher_dirs["dino"])
-    pool_column = np.asarray(trainer.unlabeled_dataset.with_format("numpy")[:]["tcs_coordinates"])
+    pool_column = column(trainer.unlabeled_dataset, "tcs_coordinates")
     np.testing.assert_allclose(pool_column, cs.project(features[16:]), atol=1e-4)
     trainer.train()
     assert "tcs_unlabeled_loss" in trainer.state.log_history[0]
@@ -214,7 +221,7 @@ def test_the_trainer_runs_the_teacher_pass_on_the_pool_too(tmp_path, teacher_dir
 
 def test_evaluation_is_unaffected_by_the_pool(tmp_path, labelled_and_pool):
     labelled, pool = labelled_and_pool
-    cs = CoordinateSystem.fit(np.asarray(labelled.with_format("numpy")[:]["teacher_features"]), num_components=16)
+    cs = CoordinateSystem.fit(column(labelled, "teacher_features"), num_components=16)
     evaluation = cs.add_coordinates(labelled, keep_features=False)
     metrics = []
     for extra in ({"unlabeled_dataset": pool}, {}):
@@ -255,10 +262,11 @@ def test_bad_pools_get_clear_errors(tmp_path, labelled_and_pool):
         ValueError, match="The unlabelled pool has neither a 'tcs_coordinates' nor a 'teacher_features'"
     ):
         make(pool.remove_columns("teacher_features"))
-    other = CoordinateSystem.fit(np.asarray(pool.with_format("numpy")[:]["teacher_features"]), num_components=16)
+    other = CoordinateSystem.fit(column(pool, "teacher_features"), num_components=16)
     with pytest.raises(ValueError, match="pool has a 'tcs_coordinates' column, but the trainer fits"):
         make(other.add_coordinates(pool))
     with pytest.raises(ValueError, match="tcs_unlabeled_ratio=0"):
         make_args(tmp_path, tcs_unlabeled_ratio=0)
-    # Labels -100 and None are what an unlabelled pool may carry.
-    make(pool.add_column("label", [None] * 16 + [-100] * 16))
+    # Labels -100 and None are what an unlabelled pool may carry; the pool is then used without that column.
+    accepted = make(pool.add_column("label", [None] * 16 + [-100] * 16))
+    assert accepted.unlabeled_dataset.column_names == ["pixel_values", "tcs_coordinates"]

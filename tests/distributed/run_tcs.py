@@ -26,6 +26,7 @@ from hf_tcs import TCSConfig, TCSDistillationTrainer, load_teacher, precompute_t
 from hf_tcs.teachers import Teacher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the shared tiny models
+from helpers import TINY_RUN  # noqa: E402
 from tiny_models import make_student  # noqa: E402
 
 
@@ -68,13 +69,7 @@ def make_trainer(
         lr_scheduler_type="constant",
         dataloader_drop_last=True,
         ddp_find_unused_parameters=False,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        seed=0,
-        data_seed=0,
-        disable_tqdm=True,
+        **TINY_RUN,
     )
     args = TCSConfig(output_dir=output_dir, **{**settings, **config})
     dataset = datasets.load_from_disk(data)
