@@ -120,5 +120,5 @@ def losses_by_hand(trainer, scale, num_dims: int) -> tuple[torch.Tensor, torch.T
     with torch.no_grad():
         logits = model(pixel_values=data["pixel_values"]).logits
         targets = data["tcs_coordinates"] * torch.as_tensor(scale, dtype=torch.float32)
-        tcs = coordinate_loss(head.last_coordinates, targets, head.active_mask, num_dims=num_dims)
+        tcs = coordinate_loss(head.last_coordinates, targets, head.active, num_dims=num_dims)
     return logits, masked_cross_entropy(logits, labels), tcs

@@ -99,6 +99,6 @@ def test_importance_on_the_total_loss_adds_the_coordinate_error_to_the_gate_grad
     # Each run drops the coordinates its own importance (|dL/dgate|) ranks lowest...
     for trainer, grad in ((task, task_grad), (total, total_grad)):
         expected = select_coordinates(grad.abs(), torch.ones(16, dtype=torch.bool), 0.25, 4)
-        assert sorted((~trainer.tcs_head.active_mask).nonzero().flatten().tolist()) == sorted(expected.tolist())
+        assert sorted((~trainer.tcs_head.active).nonzero().flatten().tolist()) == sorted(expected.tolist())
     # ...so measuring the total loss changes which coordinates go.
-    assert not torch.equal(task.tcs_head.active_mask, total.tcs_head.active_mask)
+    assert not torch.equal(task.tcs_head.active, total.tcs_head.active)
