@@ -421,11 +421,6 @@ def test_a_dict_of_eval_sets_evaluates_each_under_its_name(tmp_path, image_featu
         assert logged["step"] == 2 and logged[f"eval_{name}_accuracy"] == pytest.approx(accuracy)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with a dict eval_dataset, TCSDistillationTrainer.log names every set's loss terms eval_ce_loss / "
-    "eval_tcs_loss instead of eval_<name>_ce_loss: the sets' losses share one name in log_history",
-)
 def test_the_loss_terms_of_each_named_eval_set_carry_its_name(tmp_path, image_features):
     sets = {"first": image_features.select(range(24)), "second": image_features.select(range(24, 64))}
     trainer = TCSDistillationTrainer(

@@ -11,8 +11,8 @@ loss only; an `unlabeled_dataset` (pool) adds a batch of them to every labelled 
 (`tcs_unlabeled_loss`). `save_model` writes the folded student: the unchanged model class and config, loadable
 without hf_tcs.
 
-The Trainer contract. Public hooks carry most of it (`compute_loss`, `training_step`, `create_optimizer`, `log`,
-`save_model`, `create_model_card`, `push_to_hub`); these private `Trainer` members are used too, each read in
+The Trainer contract. Public hooks carry most of it (`compute_loss`, `training_step`, `create_optimizer`, `evaluate`,
+`log`, `save_model`, `create_model_card`, `push_to_hub`); these private `Trainer` members are used too, each read in
 transformers 5.24.0 (the oldest release setup.py allows and the one CI tests; recheck them, and the comment at each
 override, whenever CI moves to a newer release):
 - `_set_signature_columns_if_needed`: keeps the coordinate column through `remove_unused_columns=True` (as TRL does);
@@ -200,6 +200,7 @@ class TCSDistillationTrainer(Trainer):
             self.tcs_head.tcs_gate.requires_grad_(False)
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._saving_checkpoint = False
+        self._eval_prefix = "eval"  # of the evaluation running now (see `evaluate`)
         self.unlabeled_dataset = unlabeled_dataset
         self._pool_view: tuple[datasets.Dataset, datasets.Dataset] | None = None  # (pool, its columns the model takes)
         self._unlabeled_position = (-1, 0)  # (optimizer step, micro-batch within it) of the last pool draw
@@ -344,11 +345,20 @@ class TCSDistillationTrainer(Trainer):
             hash_loss = lsh_loss(student, targets, projection, bias, active)
         return coordinates_loss, hash_loss
 
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        # The loss terms `log` adds take the prefix of the evaluation they belong to: with a dict of evaluation sets,
+        # Trainer evaluates each one with the prefix `eval_<name>`.
+        previous, self._eval_prefix = self._eval_prefix, metric_key_prefix
+        try:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        finally:
+            self._eval_prefix = previous
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
         metrics = self._gathered_losses(mode)
         if mode == "eval":
-            metrics = {f"eval_{key}": value for key, value in metrics.items()}
+            metrics = {f"{self._eval_prefix}_{key}": value for key, value in metrics.items()}
         elif self.tcs_head is not None:
             metrics["tcs_active_coordinates"] = self.tcs_head.num_active
         super().log({**logs, **metrics}, start_time)
