@@ -49,7 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class PrecomputeArguments:
     """Where `hf-tcs precompute --push_to_hub` publishes the features."""

@@ -164,9 +164,7 @@ def prepare_targets(
     if coordinate_system is None or args.tcs_lsh_weight > 0:  # only then are the coordinates themselves needed
         values = np.asarray(train_dataset.with_format("numpy")[:][coordinate_column], dtype=np.float64)
     scale, loss_dims = target_scale(args.tcs_target_scaling, coordinate_system, k, values)
-    targets = Targets(
-        train_dataset, unlabeled_dataset, coordinate_system, k, scale, loss_dims, teacher_info, seconds
-    )
+    targets = Targets(train_dataset, unlabeled_dataset, coordinate_system, k, scale, loss_dims, teacher_info, seconds)
     if args.tcs_lsh_weight > 0:
         scaled = torch.as_tensor(values * scale.numpy(), dtype=torch.float32)
         targets.lsh_projection = lsh_projection(k, args.tcs_lsh_bits or 4 * k, seed=args.seed)
