@@ -1,10 +1,11 @@
 """The labels a student trains on: their class names, and the checks that labelled data and the unlabelled pool pass.
 
-One place turns a task's label names into a config's `id2label` / `label2id`. The `hf-tcs` jobs build the student with the task's names (`load_student`), and `TCSDistillationTrainer` names a
-student whose config has only transformers' placeholders (`LABEL_0`, `LABEL_1`, ...) from the training set's
-`ClassLabel`, so that a saved student predicts `card_arrival`, not `LABEL_11`, whichever route trained it. The checks
-(`check_labels`, `check_training_labels`, `check_unlabeled_pool`) run when the trainer is built, so that a label the
-student cannot learn from is an error that names the fix, not a silent training on the wrong targets.
+One place turns a task's label names into a config's `id2label` / `label2id`. The `hf-tcs` jobs build the student
+with the task's names (`load_student`), and `TCSDistillationTrainer` names a student whose config has only
+transformers' placeholders (`LABEL_0`, `LABEL_1`, ...) from the training set's `ClassLabel`, so that a saved student
+predicts `card_arrival`, not `LABEL_11`, whichever route trained it. The checks (`check_labels`,
+`check_training_labels`, `check_unlabeled_pool`) run when the trainer is built, so that a label the student cannot
+learn from is an error that names the fix, not a silent training on the wrong targets.
 """
 
 from __future__ import annotations
