@@ -170,7 +170,7 @@ def test_card_data_renders_without_a_trainer():
 )
 def test_the_card_names_a_teacher_by_its_hub_id_or_its_folder_name(teacher, shown, link, local):
     data = TCSModelCardData.from_fields(model_name="tiny")
-    data.pipeline_tag, data.teacher = "image-classification", {"teacher": teacher}
+    data.pipeline_tag, data.teacher_info = "image-classification", {"teacher": teacher}
     card = data.render()
     assert card.data.distillation_teacher == shown and "/gone" not in card.text
     assert (f"[{shown}](https://huggingface.co/{link})" if link else f"`{shown}`") in card.text
@@ -223,3 +223,11 @@ def test_the_example_card_in_model_cards_is_one_the_current_demo_writes():
     assert "**What TCS assumes:**" in card.text
     linked = set(re.findall(r"\]\((tcs_[\w]+\.png)\)", card.text))
     assert linked == {path.name for path in folder.glob("*.png")}  # every plot linked is there, and no other
+
+
+def test_a_misspelt_card_field_is_an_error_not_a_silent_attribute():
+    data = TCSModelCardData.from_fields(model_name="tiny")
+    with pytest.raises(AttributeError, match="teacher"):
+        data.teacher = {"teacher": "facebook/dinov2-small"}  # the field is `teacher_info`
+    with pytest.raises(TypeError, match="Unknown model card fields"):
+        TCSModelCardData.from_fields(techer="facebook/dinov2-small")

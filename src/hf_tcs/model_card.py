@@ -95,7 +95,7 @@ _TEACHER_FAMILIES = ("dinov2", "dino", "mae", "clip", "siglip", "minilm", "mpnet
 _PACKAGED_BUILDERS = {"csv", "json", "parquet", "text", "arrow", "pandas", "imagefolder", "audiofolder", "generator"}
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a misspelt field is an AttributeError, not an attribute the card never reads
 class TCSModelCardData:
     """Everything the card of a distilled student says.
 
