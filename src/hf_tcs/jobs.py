@@ -300,10 +300,7 @@ def train_and_save(trainer: TCSDistillationTrainer, card: ModelCardArguments | N
 
 
 def distill(
-    data_args: DataArguments,
-    student_args: StudentArguments,
-    config: TCSConfig,
-    card: ModelCardArguments | None = None,
+    data_args: DataArguments, student_args: StudentArguments, config: TCSConfig, card: ModelCardArguments | None = None
 ) -> dict[str, float]:
     """The whole job: dataset, teacher pass and coordinate system, student, training, evaluation, save (and push)."""
     task = prepare_task(data_args, config)
