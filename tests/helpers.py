@@ -105,6 +105,12 @@ def column(dataset, name: str) -> np.ndarray:
     return np.asarray(dataset.with_format("numpy")[:][name])
 
 
+def scaled_targets(trainer, scale) -> torch.Tensor:
+    """The teacher coordinates of ``trainer.train_dataset`` times ``scale``: what the coordinate loss compares to."""
+    coordinates = trainer.train_dataset.select_columns(["tcs_coordinates"]).with_format("torch")[:]["tcs_coordinates"]
+    return coordinates * torch.as_tensor(scale, dtype=torch.float32)
+
+
 def losses_by_hand(trainer, scale, num_dims: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The student's logits, cross-entropy and coordinate loss on the whole of ``trainer.train_dataset`` (an image
     set; labels None or -100 are unlabelled), computed with `hf_tcs.losses` from its coordinate column times
@@ -113,12 +119,11 @@ def losses_by_hand(trainer, scale, num_dims: int) -> tuple[torch.Tensor, torch.T
     Runs the student in eval mode (the tiny students have no dropout, so train mode computes the same).
     """
     dataset = trainer.train_dataset
-    data = dataset.select_columns(["pixel_values", "tcs_coordinates"]).with_format("torch")[:]
+    pixels = dataset.select_columns(["pixel_values"]).with_format("torch")[:]["pixel_values"]
     labels = torch.tensor([-100 if label is None else label for label in dataset["label"]])
     head = trainer.tcs_head
     model = trainer.model.eval()
     with torch.no_grad():
-        logits = model(pixel_values=data["pixel_values"]).logits
-        targets = data["tcs_coordinates"] * torch.as_tensor(scale, dtype=torch.float32)
-        tcs = coordinate_loss(head.last_coordinates, targets, head.active, num_dims=num_dims)
+        logits = model(pixel_values=pixels).logits
+        tcs = coordinate_loss(head.last_coordinates, scaled_targets(trainer, scale), head.active, num_dims=num_dims)
     return logits, masked_cross_entropy(logits, labels), tcs

@@ -2,7 +2,7 @@
 checked through what a training run logs (`tcs_active_coordinates`) and the gradients it takes."""
 
 import torch
-from helpers import column, losses_by_hand, make_args, train_and_grads
+from helpers import losses_by_hand, make_args, scaled_targets, train_and_grads
 from tiny_models import make_student
 
 from hf_tcs import TCSDistillationTrainer
@@ -85,7 +85,7 @@ def one_selection_step(tmp_path, image_features, importance_loss: str):
     cs = trainer.coordinate_system
     losses_by_hand(trainer, cs.global_scale, num_dims=cs.feature_dim)  # leaves the initial z_s in the head
     student = trainer.tcs_head.last_coordinates
-    targets = torch.as_tensor(column(trainer.train_dataset, "tcs_coordinates")) * cs.global_scale
+    targets = scaled_targets(trainer, cs.global_scale)
     ((grads,),) = [[step[name] for name in step if "tcs_gate" in name] for step in train_and_grads(trainer)]
     return trainer, grads, student, targets
 

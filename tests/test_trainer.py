@@ -13,6 +13,7 @@ from helpers import (
     losses_by_hand,
     make_args,
     resumable_args,
+    scaled_targets,
     train_and_grads,
 )
 from tiny_models import make_student
@@ -187,7 +188,7 @@ def test_optional_lsh_loss_is_added_and_logged(tmp_path, image_features):
     trainer = TCSDistillationTrainer(model=make_student(), args=args, train_dataset=image_features)
     cs = trainer.coordinate_system
     _, ce, tcs = losses_by_hand(trainer, cs.global_scale, num_dims=cs.feature_dim)
-    targets = torch.as_tensor(column(trainer.train_dataset, "tcs_coordinates")) * cs.global_scale
+    targets = scaled_targets(trainer, cs.global_scale)
     # 32 hyperplanes drawn from the run's seed (the same on every process), centred on the training set's targets
     projection = lsh_projection(16, 32, seed=args.seed)
     expected = lsh_loss(trainer.tcs_head.last_coordinates, targets, projection, lsh_bias(targets, projection))
