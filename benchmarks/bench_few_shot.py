@@ -57,17 +57,25 @@ ARMS = {
     "tcs_labelled": "TCS on the labelled examples only",
     "tcs_pool": "TCS + unlabelled pool (per-step mixing, coordinate system on pool + labelled)",
     "teacher_probe": "teacher linear probe on the labelled examples",
-    # A diagnostic, not run by default: the pool's arm with the coordinate terms weighted 1 instead of 4.
+    # Diagnostics, not run by default: the pool's arm with the coordinate terms weighted 1 instead of 4, and with
+    # the projector fitted by least squares on the student's initial features (tcs_projector_init).
     "tcs_pool_weight_1": "TCS + unlabelled pool, coordinate loss weight 1",
+    "tcs_pool_least_squares": "TCS + unlabelled pool, projector fitted by least squares at the start",
 }
 TRAINED_ARMS = ["ce", "tcs_labelled", "tcs_pool"]  # the default arms (the teacher's probe needs no training)
-RUN_ORDER = ["ce", "tcs_pool", "tcs_labelled", "tcs_pool_weight_1"]  # the goals' comparison first
-WEIGHTS = {"ce": 0.0, "tcs_pool_weight_1": 1.0}  # tcs_loss_weight where it is not TCSConfig's default
+RUN_ORDER = ["ce", "tcs_pool", "tcs_labelled", "tcs_pool_weight_1", "tcs_pool_least_squares"]  # goals' pair first
+# The TCSConfig options of the arms that do not train with its defaults.
+OPTIONS = {
+    "ce": {"tcs_loss_weight": 0.0},
+    "tcs_pool_weight_1": {"tcs_loss_weight": 1.0},
+    "tcs_pool_least_squares": {"tcs_projector_init": "least_squares"},
+}
 SETTINGS = {
     "scratch": "BERT, 2 layers, hidden 256, 4 heads, from scratch, teacher's tokenizer; lr 5e-4",
     "pretrained": "pretrained all-MiniLM-L6-v2 (6 layers, hidden 384) with a new classifier; lr 1e-4",
 }
 LEARNING_RATES = {"scratch": 5e-4, "pretrained": 1e-4}
+LOGGED_TERMS = ("ce_loss", "tcs_loss", "tcs_unlabeled_loss")
 COMPARED_SETTINGS = ("max_steps", "pretrained_max_steps", "train_examples", "test_examples", "data")
 
 
@@ -103,9 +111,7 @@ def run_job(job: dict) -> dict:
     baseline = peak_rss_mb()
     arm, seed = job["arm"], job["seed"]
     labelled, pool = split_labelled(splits["train"], job["shots"], seed)
-    options = {"max_steps": job["max_steps"], "learning_rate": job["learning_rate"]}
-    if arm in WEIGHTS:
-        options["tcs_loss_weight"] = WEIGHTS[arm]
+    options = {"max_steps": job["max_steps"], "learning_rate": job["learning_rate"], **OPTIONS.get(arm, {})}
     if job["curve"]:
         options.update(eval_strategy="steps", eval_steps=max(1, job["max_steps"] // 10))
     timer = harness.StepTimer()
@@ -124,8 +130,14 @@ def run_job(job: dict) -> dict:
     curve = [
         [entry["step"], entry["eval_accuracy"]] for entry in trainer.state.log_history if "eval_accuracy" in entry
     ]
+    # The last logged training terms: whether the student learnt the coordinates (a loss near 1 is predicting 0).
+    logged = [entry for entry in trainer.state.log_history if "ce_loss" in entry]
+    terms = {f"last_{name}": logged[-1][name] for name in LOGGED_TERMS if logged and name in logged[-1]}
+    if trainer.projector_fit_r2 is not None:
+        terms["projector_fit_r2"] = round(trainer.projector_fit_r2, 4)
     return {
         **result,
+        **terms,
         "labelled_examples": len(labelled),
         "pool_examples": len(pool) if arm.startswith("tcs_pool") else 0,
         **({"curve": curve} if job["curve"] else {}),

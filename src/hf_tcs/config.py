@@ -16,6 +16,7 @@ _TARGET_SCALINGS = ("global", "none", "standardize")
 _SELECTION_STRATEGIES = ("no", "epoch", "steps")
 _IMPORTANCE_LOSSES = ("task", "total")
 _TEACHER_DTYPES = ("float32", "bfloat16", "float16")
+_PROJECTOR_INITS = ("random", "least_squares")
 
 
 @dataclass
@@ -86,6 +87,11 @@ class TCSConfig(TrainingArguments):
             Weight of the optional eLSH hash loss on the coordinates (`0` disables it).
         tcs_lsh_bits (`int` or `None`, *optional*, defaults to `None`):
             Number of random hyperplanes of the eLSH loss; 4 x the number of coordinates when `None`.
+        tcs_projector_init (`str`, *optional*, defaults to `"random"`):
+            How the TCS head's projector (student features -> coordinates) starts: `"random"` (PyTorch's default
+            init, as the paper's) or `"least_squares"` (at the start of `train()`, the ridge least-squares map from
+            the student's features on up to 4,096 training examples to their teacher coordinates; see
+            `hf_tcs.student.fit_projector`). For pretrained students fine-tuned at a small learning rate.
 
         > Parameters that control tailoring (the iterative selection of coordinates)
 
@@ -170,6 +176,14 @@ class TCSConfig(TrainingArguments):
         default=None, metadata={"help": "eLSH hyperplanes; 4 x the number of coordinates when unset."}
     )
 
+    tcs_projector_init: str = field(
+        default="random",
+        metadata={
+            "help": "TCS projector init: random, or least_squares (fitted to the teacher coordinates on the "
+            "student's initial features; for pretrained students)."
+        },
+    )
+
     tcs_selection_strategy: str = field(
         default="no", metadata={"help": "When coordinates are selected: no, epoch or steps."}
     )
@@ -198,6 +212,7 @@ class TCSConfig(TrainingArguments):
             ("tcs_selection_strategy", _SELECTION_STRATEGIES),
             ("tcs_importance_loss", _IMPORTANCE_LOSSES),
             ("teacher_dtype", _TEACHER_DTYPES),
+            ("tcs_projector_init", _PROJECTOR_INITS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: use one of {allowed}.")

@@ -21,6 +21,7 @@ __all__ = [
     "attach_tcs_head",
     "check_student",
     "find_classifier",
+    "fit_projector",
     "fold_tcs_head",
     "folded_tcs_head",
     "get_tcs_head",
@@ -134,6 +135,59 @@ class TCSHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_coordinates={self.num_coordinates}, num_labels={self.num_labels}"
+
+
+@torch.no_grad()
+def fit_projector(head: TCSHead, features: torch.Tensor, coordinates: torch.Tensor, *, ridge: float = 1e-2) -> float:
+    """Set ``head.projector`` to the ridge least-squares map from the student's features to the teacher coordinates.
+
+    A fresh projector starts near zero, and so do the student's coordinates; with a pretrained student fine-tuned at a
+    small learning rate (whose pooled features may be tiny, e.g. a BERT pooler's) it can stay there for the whole run,
+    so that the coordinate loss only pulls the backbone while the factorised head hardly learns the task. Fitted on
+    the student's features at the start, the projector maps them to their best linear estimate of the teacher's
+    coordinates from the first step (linear probing before fine-tuning, as in LP-FT).
+
+    Args:
+        head: the `TCSHead` whose projector is set (its classifier is left as it is).
+        features: ``(N, d_s)`` the head's inputs on N training examples.
+        coordinates: ``(N, k)`` the scaled teacher coordinates of the same examples (the loss's targets).
+        ridge: the ridge penalty, relative to the mean eigenvalue of the centred features' Gram matrix, so that it
+            means the same whatever their scale.
+
+    Returns:
+        The share of the targets' variance the fitted projector explains on these examples (R²).
+    """
+    weight = head.projector.weight
+    if (
+        features.ndim != 2
+        or features.shape[1] != head.in_features
+        or coordinates.shape
+        != (
+            features.shape[0],
+            head.num_coordinates,
+        )
+    ):
+        raise ValueError(
+            f"fit_projector takes features (N, {head.in_features}) and coordinates (N, {head.num_coordinates}), got "
+            f"{tuple(features.shape)} and {tuple(coordinates.shape)}."
+        )
+    h, z = features.double(), coordinates.double()
+    if not (torch.isfinite(h).all() and torch.isfinite(z).all()):
+        raise ValueError(
+            "The student's features or the teacher coordinates hold NaN or inf, so the projector cannot be fitted: "
+            "check the student's weights and inputs (or set tcs_projector_init='random')."
+        )
+    has_bias = head.projector.bias is not None
+    h_mean, z_mean = (h.mean(0), z.mean(0)) if has_bias else (h.new_zeros(h.shape[1]), z.new_zeros(z.shape[1]))
+    h, z = h - h_mean, z - z_mean
+    gram = h.T @ h
+    penalty = ridge * gram.diagonal().mean().clamp(min=torch.finfo(torch.float64).tiny)
+    solution = torch.linalg.solve(gram + penalty * torch.eye(gram.shape[0], dtype=gram.dtype), h.T @ z)  # (d_s, k)
+    weight.copy_(solution.T.to(weight.dtype))
+    if has_bias:
+        head.projector.bias.copy_((z_mean - h_mean @ solution).to(weight.dtype))
+    residual = ((h @ solution - z) ** 2).sum()
+    return float(1.0 - residual / (z**2).sum().clamp(min=torch.finfo(torch.float64).tiny))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

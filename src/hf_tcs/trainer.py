@@ -28,6 +28,7 @@ override, whenever CI moves to a newer release):
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -60,7 +61,14 @@ from .losses import coordinate_loss, lsh_loss, masked_cross_entropy
 from .model_card import TAGS, ModelCardWriter
 from .models import save_in_timm_format
 from .selection import TailoringCallback
-from .student import attach_tcs_head, check_finite_weights, check_student, folded_tcs_head, student_coordinates
+from .student import (
+    attach_tcs_head,
+    check_finite_weights,
+    check_student,
+    fit_projector,
+    folded_tcs_head,
+    student_coordinates,
+)
 from .targets import Targets, prepare_targets
 from .teachers import Teacher, teacher_identity
 
@@ -70,6 +78,10 @@ __all__ = ["TCSDistillationTrainer"]
 _LOSS_TERMS = ("ce_loss", "tcs_loss", "lsh_loss", "tcs_unlabeled_loss", "lsh_unlabeled_loss")
 # The key under which `training_step` hands the pool's micro-batch to `compute_loss`.
 _UNLABELED_KEY = "tcs_unlabeled_inputs"
+# How many examples `tcs_projector_init="least_squares"` fits the projector on (training set first, then pool).
+_PROJECTOR_FIT_EXAMPLES = 4096
+
+logger = logging.getLogger(__name__)
 
 
 class TCSDistillationTrainer(Trainer):
@@ -101,6 +113,8 @@ class TCSDistillationTrainer(Trainer):
             coordinate system, per-coordinate scale); None when no coordinate loss is trained.
         coordinate_system: the coordinate system saved with the student (`tcs/`), when there is one.
         tcs_head: the student's TCS head while it trains (None without a coordinate loss).
+        projector_fit_r2: with `tcs_projector_init="least_squares"`, the share of the teacher coordinates' variance
+            the fitted projector explains on the examples it was fitted on (None before `train`, or without the fit).
         model_card: the `ModelCardWriter` that remembers the card fields and writes the card on every save.
     """
 
@@ -204,6 +218,7 @@ class TCSDistillationTrainer(Trainer):
         self.unlabeled_dataset = unlabeled_dataset
         self._pool_view: tuple[datasets.Dataset, datasets.Dataset] | None = None  # (pool, its columns the model takes)
         self._unlabeled_position = (-1, 0)  # (optimizer step, micro-batch within it) of the last pool draw
+        self.projector_fit_r2: float | None = None  # set by `train` with tcs_projector_init="least_squares"
         self._pool_order: tuple[int, np.ndarray] | None = None  # (pass over the pool, its permutation)
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names)
@@ -256,7 +271,11 @@ class TCSDistillationTrainer(Trainer):
                 self.unlabeled_dataset,
                 self._remove_unused_columns(self.unlabeled_dataset, "unlabeled"),
             )
-        columns = self._pool_view[1][indices]
+        return self._collate(self._pool_view[1], indices)
+
+    def _collate(self, dataset: datasets.Dataset, indices: list[int]) -> dict[str, Any]:
+        """The rows ``indices`` of ``dataset`` (columns the student takes only) as one collated batch."""
+        columns = dataset[indices]
         rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         return self.data_collator(rows)
 
@@ -267,6 +286,66 @@ class TCSDistillationTrainer(Trainer):
             order = np.random.default_rng([seed, pass_index]).permutation(len(self.unlabeled_dataset))
             self._pool_order = (pass_index, order)
         return self._pool_order[1]
+
+    # ---- Training --------------------------------------------------------------------------------------------
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        """`Trainer.train`, after fitting the projector when `tcs_projector_init="least_squares"`.
+
+        Here, before transformers wraps the model for distributed training (every process fits the same rows; DDP
+        then starts from rank 0's weights), and only once per trainer; a run resumed from a checkpoint loads its
+        weights instead.
+        """
+        if (
+            self.tcs_head is not None
+            and self.args.tcs_projector_init == "least_squares"
+            and not resume_from_checkpoint
+            and self.projector_fit_r2 is None
+        ):
+            self.projector_fit_r2 = self._fit_projector()
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
+
+    @torch.no_grad()
+    def _fit_projector(self) -> float:
+        """`fit_projector` on the head's inputs of up to `_PROJECTOR_FIT_EXAMPLES` training (then pool) examples,
+        drawn with the seed, read in eval mode (no dropout, no batch-norm update)."""
+        rng = np.random.default_rng(self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+        sources = [(self.train_dataset, "training")]
+        if self.unlabeled_dataset is not None:
+            sources.append((self.unlabeled_dataset, "unlabeled"))
+        features, coordinates, taken = [], [], 0
+        captured = []
+        hook = self.tcs_head.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach()))
+        model, training = self.model, self.model.training
+        model.eval()
+        try:
+            for dataset, description in sources:
+                view = self._remove_unused_columns(dataset, description)
+                count = min(len(view), _PROJECTOR_FIT_EXAMPLES - taken)
+                order = np.sort(rng.permutation(len(view))[:count]).tolist()
+                for start in range(0, count, self.args.per_device_eval_batch_size):
+                    batch = self._prepare_inputs(
+                        self._collate(view, order[start : start + self.args.per_device_eval_batch_size])
+                    )
+                    coordinates.append(batch.pop(self.args.tcs_coordinate_column))
+                    batch.pop("labels", None)
+                    model(**batch)
+                    features.append(captured[-1])
+                    captured.clear()
+                taken += count
+        finally:
+            hook.remove()
+            model.train(training)
+        hidden = torch.cat(features).flatten(0, -2)
+        targets = torch.cat(coordinates).to(hidden.device, torch.float32) * self.targets.scale.to(hidden.device)
+        if hidden.shape[0] != targets.shape[0]:  # a head that scores every token: one feature per token, not per row
+            raise ValueError(
+                f"tcs_projector_init='least_squares' needs one head input per example, but the head saw "
+                f"{hidden.shape[0]} for {targets.shape[0]} examples: use tcs_projector_init='random' for this student."
+            )
+        r2 = fit_projector(self.tcs_head, hidden, targets)
+        logger.info(f"TCS projector fitted by least squares on {taken} examples: R² {r2:.3f} of the coordinates.")
+        return r2
 
     def create_optimizer(self, model=None):
         # The gate only measures importance for tailoring: it must stay at 1, so the optimizer never sees it.
