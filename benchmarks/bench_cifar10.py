@@ -24,7 +24,9 @@ Arms: a base name, optionally with `@key=value,...` variants (the arm's name is 
   the clean one and V-1 augmented ones drawn once, each with its own cached teacher coordinates: still a one-off
   teacher pass, V times as long; the student then sees one of these views per example instead of fresh
   augmentations), `importance=task|total`, `selection=early|spread` (3 selections in the first 15 % of training, or 4
-  at 20/40/60/80 %), `drop=` (share dropped per selection). `ce@views=V` is the control of `tcs@views=V`.
+  at 20/40/60/80 %), `drop=` (share dropped per selection), `init=least_squares` (the projector fitted to the
+  teacher coordinates on the student's initial features: `tcs_projector_init`). `ce@views=V` is the control of
+  `tcs@views=V`.
   Example: `--arms online_kd tcs@k=all tcs@k=64,weight=1 tcs@views=4 ce@views=4 tailoring@importance=total`.
 Data size is a setting (`--max_train_samples`): another size goes to another `--output` file.
 
@@ -141,6 +143,7 @@ class Arm:
     importance: str = "task"
     selection: str = "early"
     drop: float = 0.2
+    init: str = TCSConfig.__dataclass_fields__["tcs_projector_init"].default
 
     @classmethod
     def parse(cls, name: str) -> Arm:
@@ -156,12 +159,19 @@ class Arm:
                 values[key] = float(value)
             elif key == "views":
                 values["views"] = int(value)
-            elif key == "importance" and value in ("task", "total") or key == "selection" and value in SELECTION:
+            elif (
+                key == "importance"
+                and value in ("task", "total")
+                or key == "selection"
+                and value in SELECTION
+                or key == "init"
+                and value in ("random", "least_squares")
+            ):
                 values[key] = value
             else:
                 raise ValueError(
                     f"Arm {name!r}: bad variant {item!r}; use k=<int|share|all>, weight=<float>, views=<int>, "
-                    "importance=task|total, selection=early|spread, drop=<float>."
+                    "importance=task|total, selection=early|spread, drop=<float>, init=random|least_squares."
                 )
         if values.get("views", 1) < 1:
             raise ValueError(f"Arm {name!r}: views must be >= 1.")
@@ -181,6 +191,8 @@ class Arm:
             return f"online feature KD (teacher at 224 px on every batch, student's view), weight {self.weight:g}"
         text = {"tcs": "TCS", "tailoring": "TCS + tailoring", "random_basis": "control: random orthonormal basis"}
         label = f"{text[self.base]}, {k}, weight {self.weight:g}{views}"
+        if self.init != "random":
+            label += ", projector fitted by least squares"
         if self.base == "tailoring":
             label += f", importance {self.importance}, selection {self.selection}, drop {self.drop:g}"
         return label
@@ -189,7 +201,7 @@ class Arm:
         """The `TCSConfig` options of a CE / TCS arm (`random_basis` adds its own in `run_job`)."""
         if self.base == "ce":
             return {"tcs_loss_weight": 0.0}
-        options = {"tcs_num_components": self.k, "tcs_loss_weight": self.weight}
+        options = {"tcs_num_components": self.k, "tcs_loss_weight": self.weight, "tcs_projector_init": self.init}
         if self.base == "tailoring":
             options |= SELECTION[self.selection]
             options |= {"tcs_importance_loss": self.importance, "tcs_drop_ratio": self.drop}

@@ -370,7 +370,10 @@ def test_cifar10_arm_names_and_their_options():
     assert bench_cifar10.Arm.parse("tcs@k=0.9").options()["tcs_num_components"] == 0.9
     assert bench_cifar10.Arm.parse("ce@views=4").views == 4
     assert "importance total" in arm.label() and "k = 64" in arm.label()
-    for bad in ("tsc", "tcs@views=0", "tcs@importance=loss", "online_kd@k=8", "tcs@depth=3"):
+    assert arm.options()["tcs_projector_init"] == "random"
+    fitted = bench_cifar10.Arm.parse("tcs@init=least_squares")
+    assert fitted.options()["tcs_projector_init"] == "least_squares" and "least squares" in fitted.label()
+    for bad in ("tsc", "tcs@views=0", "tcs@importance=loss", "online_kd@k=8", "tcs@depth=3", "tcs@init=zeros"):
         with pytest.raises(ValueError, match="arm|Arm"):
             bench_cifar10.Arm.parse(bad)
 

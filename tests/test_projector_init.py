@@ -8,6 +8,7 @@ from helpers import assert_same_weights, column, interrupt_and_resume, make_args
 from tiny_models import make_student
 
 from hf_tcs import TCSDistillationTrainer
+from hf_tcs.model_card import TCSModelCardData
 from hf_tcs.student import TCSHead, attach_tcs_head, fit_projector
 
 
@@ -100,10 +101,14 @@ def test_least_squares_init_fits_the_projector_on_training_and_pool_examples_bef
     assert 0.2 < r2 <= 1.0
     assert_same_weights(fitted.model, model)
 
+    card = TCSModelCardData.from_trainer(fitted).render().content
+    assert "**Projector init:** least squares" in card and f"{r2:.1%} of their variance" in card
+
     # The fitted head starts closer to the teacher: its first logged coordinate loss is lower.
     random_start = trainer("random")
     random_start.train()
     assert random_start.projector_fit_r2 is None
+    assert "Projector init" not in TCSModelCardData.from_trainer(random_start).render().content
     assert fitted.state.log_history[0]["tcs_loss"] < 0.8 * random_start.state.log_history[0]["tcs_loss"]
 
 

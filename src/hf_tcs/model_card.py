@@ -146,6 +146,7 @@ class TCSModelCardData:
     eigenvalues: list[float] = field(default_factory=list)
     target_scaling: str | None = None
     loss_weight: float | None = None
+    projector_fit_r2: float | None = None
     tailoring: str = "no"
     active_coordinates: list[tuple[int, int]] = field(default_factory=list)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
@@ -206,6 +207,7 @@ class TCSModelCardData:
             data.teacher_info = dict(trainer.teacher_info)
         data.target_scaling = args.tcs_target_scaling
         data.loss_weight = args.tcs_loss_weight
+        data.projector_fit_r2 = getattr(trainer, "projector_fit_r2", None)
         if args.tcs_selection_strategy != "no" and args.tcs_selection_rounds > 0:
             data.tailoring = (
                 f"{args.tcs_selection_rounds} rounds ({args.tcs_selection_strategy}) dropping "
@@ -375,6 +377,11 @@ class TCSModelCardData:
             f"- **Loss:** cross-entropy + {self.loss_weight:g} x mean squared error on the active coordinates "
             f"(targets scaled: `{self.target_scaling}`).",
         ]
+        if self.projector_fit_r2 is not None:
+            lines.append(
+                "- **Projector init:** least squares from the student's initial features to the teacher coordinates "
+                f"(explaining {self.projector_fit_r2:.1%} of their variance)."
+            )
         if self.tailoring == "no":
             lines.append(f"- **Tailoring:** off; all {self.num_components} coordinates stayed active.")
         else:
