@@ -90,8 +90,10 @@ class TCSConfig(TrainingArguments):
         tcs_projector_init (`str`, *optional*, defaults to `"random"`):
             How the TCS head's projector (student features -> coordinates) starts: `"random"` (PyTorch's default
             init, as the paper's) or `"least_squares"` (at the start of `train()`, the ridge least-squares map from
-            the student's features on up to 4,096 training examples to their teacher coordinates; see
-            `hf_tcs.student.fit_projector`). For pretrained students fine-tuned at a small learning rate.
+            the student's features on up to 4,096 training examples to their teacher coordinates, its penalty chosen
+            on held-out examples; see `hf_tcs.student.fit_projector`). For pretrained students fine-tuned at a small
+            learning rate; a student from scratch has no features that predict the coordinates yet, and keeps its
+            random projector (with a warning).
 
         > Parameters that control tailoring (the iterative selection of coordinates)
 

@@ -377,10 +377,10 @@ class TCSModelCardData:
             f"- **Loss:** cross-entropy + {self.loss_weight:g} x mean squared error on the active coordinates "
             f"(targets scaled: `{self.target_scaling}`).",
         ]
-        if self.projector_fit_r2 is not None:
+        if self.projector_fit_r2 is not None and self.projector_fit_r2 > 0:
             lines.append(
                 "- **Projector init:** least squares from the student's initial features to the teacher coordinates "
-                f"(explaining {self.projector_fit_r2:.1%} of their variance)."
+                f"(explaining {self.projector_fit_r2:.1%} of their variance on held-out examples)."
             )
         if self.tailoring == "no":
             lines.append(f"- **Tailoring:** off; all {self.num_components} coordinates stayed active.")

@@ -137,8 +137,14 @@ class TCSHead(nn.Module):
         return f"in_features={self.in_features}, num_coordinates={self.num_coordinates}, num_labels={self.num_labels}"
 
 
+# The ridge penalties `fit_projector` chooses from, relative to the mean eigenvalue of the features' Gram matrix.
+PROJECTOR_RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+
 @torch.no_grad()
-def fit_projector(head: TCSHead, features: torch.Tensor, coordinates: torch.Tensor, *, ridge: float = 1e-2) -> float:
+def fit_projector(
+    head: TCSHead, features: torch.Tensor, coordinates: torch.Tensor, *, held_out: float = 0.2, seed: int = 0
+) -> float:
     """Set ``head.projector`` to the ridge least-squares map from the student's features to the teacher coordinates.
 
     A fresh projector starts near zero, and so do the student's coordinates; with a pretrained student fine-tuned at a
@@ -147,47 +153,66 @@ def fit_projector(head: TCSHead, features: torch.Tensor, coordinates: torch.Tens
     the student's features at the start, the projector maps them to their best linear estimate of the teacher's
     coordinates from the first step (linear probing before fine-tuning, as in LP-FT).
 
+    The ridge penalty is chosen from `PROJECTOR_RIDGES` (relative to the features' scale) by the R² on a held-out
+    share of the examples, then the map is refitted on all of them. Features that do not predict the coordinates
+    (a randomly initialised student: its least-squares map fits noise, with huge weights) explain nothing of the
+    held-out examples: then the projector is left as it is.
+
     Args:
         head: the `TCSHead` whose projector is set (its classifier is left as it is).
         features: ``(N, d_s)`` the head's inputs on N training examples.
         coordinates: ``(N, k)`` the scaled teacher coordinates of the same examples (the loss's targets).
-        ridge: the ridge penalty, relative to the mean eigenvalue of the centred features' Gram matrix, so that it
-            means the same whatever their scale.
+        held_out: share of the examples that choose the ridge penalty.
+        seed: seed of the held-out draw.
 
     Returns:
-        The share of the targets' variance the fitted projector explains on these examples (R²).
+        The share of the held-out targets' variance the chosen map explains (R²). The projector was set if and only
+        if it is positive; with fewer than 10 examples nothing is fitted and it is 0.
     """
     weight = head.projector.weight
-    if (
-        features.ndim != 2
-        or features.shape[1] != head.in_features
-        or coordinates.shape
-        != (
-            features.shape[0],
-            head.num_coordinates,
-        )
-    ):
+    expected = (features.shape[0], head.num_coordinates)
+    if features.ndim != 2 or features.shape[1] != head.in_features or coordinates.shape != expected:
         raise ValueError(
             f"fit_projector takes features (N, {head.in_features}) and coordinates (N, {head.num_coordinates}), got "
             f"{tuple(features.shape)} and {tuple(coordinates.shape)}."
         )
-    h, z = features.double(), coordinates.double()
+    h, z = features.double().cpu(), coordinates.double().cpu()
     if not (torch.isfinite(h).all() and torch.isfinite(z).all()):
         raise ValueError(
             "The student's features or the teacher coordinates hold NaN or inf, so the projector cannot be fitted: "
             "check the student's weights and inputs (or set tcs_projector_init='random')."
         )
+    count = h.shape[0]
+    validation = max(1, round(held_out * count))
+    if count < 10 or validation >= count:
+        return 0.0
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    fit, check = order[validation:], order[:validation]
     has_bias = head.projector.bias is not None
-    h_mean, z_mean = (h.mean(0), z.mean(0)) if has_bias else (h.new_zeros(h.shape[1]), z.new_zeros(z.shape[1]))
-    h, z = h - h_mean, z - z_mean
-    gram = h.T @ h
-    penalty = ridge * gram.diagonal().mean().clamp(min=torch.finfo(torch.float64).tiny)
-    solution = torch.linalg.solve(gram + penalty * torch.eye(gram.shape[0], dtype=gram.dtype), h.T @ z)  # (d_s, k)
+
+    def solutions(rows: torch.Tensor, ridges) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Feature and target means of ``rows``, and the (d_s, k) ridge map for each relative penalty."""
+        h_mean = h[rows].mean(0) if has_bias else h.new_zeros(h.shape[1])
+        z_mean = z[rows].mean(0) if has_bias else z.new_zeros(z.shape[1])
+        centred = h[rows] - h_mean
+        eigenvalues, vectors = torch.linalg.eigh(centred.T @ centred)
+        eigenvalues = eigenvalues.clamp(min=0)
+        projected = vectors.T @ (centred.T @ (z[rows] - z_mean))
+        scale = eigenvalues.mean().clamp(min=torch.finfo(torch.float64).tiny)
+        maps = [vectors @ (projected / (eigenvalues + ridge * scale)[:, None]) for ridge in ridges]
+        return h_mean, z_mean, maps
+
+    h_mean, z_mean, maps = solutions(fit, PROJECTOR_RIDGES)
+    total = ((z[check] - z_mean) ** 2).sum().clamp(min=torch.finfo(torch.float64).tiny)
+    scores = [float(1 - (((h[check] - h_mean) @ m + z_mean - z[check]) ** 2).sum() / total) for m in maps]
+    best = max(range(len(scores)), key=scores.__getitem__)
+    if scores[best] <= 0:
+        return scores[best]
+    h_mean, z_mean, (solution,) = solutions(torch.arange(count), [PROJECTOR_RIDGES[best]])
     weight.copy_(solution.T.to(weight.dtype))
     if has_bias:
         head.projector.bias.copy_((z_mean - h_mean @ solution).to(weight.dtype))
-    residual = ((h @ solution - z) ** 2).sum()
-    return float(1.0 - residual / (z**2).sum().clamp(min=torch.finfo(torch.float64).tiny))
+    return scores[best]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -114,7 +114,8 @@ class TCSDistillationTrainer(Trainer):
         coordinate_system: the coordinate system saved with the student (`tcs/`), when there is one.
         tcs_head: the student's TCS head while it trains (None without a coordinate loss).
         projector_fit_r2: with `tcs_projector_init="least_squares"`, the share of the teacher coordinates' variance
-            the fitted projector explains on the examples it was fitted on (None before `train`, or without the fit).
+            the fitted projector explains on held-out examples; the projector was set only if it is positive (None
+            before `train`, or without the fit).
         model_card: the `ModelCardWriter` that remembers the card fields and writes the card on every save.
     """
 
@@ -279,11 +280,15 @@ class TCSDistillationTrainer(Trainer):
         rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         return self.data_collator(rows)
 
+    @property
+    def _data_seed(self) -> int:
+        """The seed of the trainer's own draws (the pool's order, the projector's rows): `data_seed`, else `seed`."""
+        return self.args.data_seed if self.args.data_seed is not None else self.args.seed
+
     def _pool_permutation(self, pass_index: int) -> np.ndarray:
         """The order of the pool in its `pass_index`-th pass (the last one is kept: passes are consecutive)."""
         if self._pool_order is None or self._pool_order[0] != pass_index:
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            order = np.random.default_rng([seed, pass_index]).permutation(len(self.unlabeled_dataset))
+            order = np.random.default_rng([self._data_seed, pass_index]).permutation(len(self.unlabeled_dataset))
             self._pool_order = (pass_index, order)
         return self._pool_order[1]
 
@@ -309,7 +314,7 @@ class TCSDistillationTrainer(Trainer):
     def _fit_projector(self) -> float:
         """`fit_projector` on the head's inputs of up to `_PROJECTOR_FIT_EXAMPLES` training (then pool) examples,
         drawn with the seed, read in eval mode (no dropout, no batch-norm update)."""
-        rng = np.random.default_rng(self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+        rng = np.random.default_rng(self._data_seed)
         sources = [(self.train_dataset, "training")]
         if self.unlabeled_dataset is not None:
             sources.append((self.unlabeled_dataset, "unlabeled"))
@@ -343,8 +348,16 @@ class TCSDistillationTrainer(Trainer):
                 f"tcs_projector_init='least_squares' needs one head input per example, but the head saw "
                 f"{hidden.shape[0]} for {targets.shape[0]} examples: use tcs_projector_init='random' for this student."
             )
-        r2 = fit_projector(self.tcs_head, hidden, targets)
-        logger.info(f"TCS projector fitted by least squares on {taken} examples: R² {r2:.3f} of the coordinates.")
+        r2 = fit_projector(self.tcs_head, hidden, targets, seed=self._data_seed)
+        if r2 > 0:
+            logger.info(f"TCS projector fitted by least squares on {taken} examples: held-out R² {r2:.3f}.")
+        else:
+            logger.warning(
+                f"tcs_projector_init='least_squares': the student's initial features explain nothing of the teacher "
+                f"coordinates of held-out examples (R² {r2:.3f} on {taken} examples; a student trained from scratch "
+                "has no such features yet), so the projector keeps its random init. Use tcs_projector_init='random' "
+                "for this student."
+            )
         return r2
 
     def create_optimizer(self, model=None):
