@@ -5,7 +5,9 @@ import datasets
 import pytest
 import torch
 from helpers import assert_same_weights, column, interrupt_and_resume, make_args, resumable_args
-from tiny_models import make_student
+from tiny_models import NUM_LABELS, make_student
+from torch import nn
+from transformers import ResNetConfig, ResNetForImageClassification
 
 from hf_tcs import TCSDistillationTrainer
 from hf_tcs.model_card import TCSModelCardData
@@ -81,7 +83,8 @@ def labelled_and_pool(image_features) -> tuple[datasets.Dataset, datasets.Datase
 
 
 def head_inputs_and_targets(model, rows: datasets.Dataset, scale) -> tuple[torch.Tensor, torch.Tensor]:
-    """The TCS head's inputs on ``rows`` (eval mode) and their scaled teacher coordinates."""
+    """The TCS head's inputs on ``rows`` (the tiny ViT has no dropout: eval mode reads what training reads) and their
+    scaled teacher coordinates."""
     captured = []
     hook = model.classifier.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0]))
     batch = rows.with_format("torch")[:]
@@ -203,3 +206,41 @@ def test_a_student_whose_features_predict_nothing_keeps_its_random_projector_and
     assert torch.equal(trainer.tcs_head.projector.weight, initial)
     assert "explain nothing of the teacher coordinates" in caplog.text and "tcs_projector_init='random'" in caplog.text
     assert "Projector init" not in TCSModelCardData.from_trainer(trainer).render().content
+
+
+def test_the_fit_reads_features_with_dropout_as_training_does_and_leaves_batch_norm_statistics_alone(
+    tmp_path, labelled_and_pool, monkeypatch
+):
+    """A map fitted on dropout-free features can need weights large enough to turn training's dropout noise into
+    coordinates worse than zeros; the fit therefore sees the noise. Batch norm must not learn from the fit."""
+    labelled, _ = labelled_and_pool
+    seen = {}
+
+    def recording_fit(head, features, coordinates, **kwargs):
+        seen["features"] = features.clone()
+        seen["norms"] = [m.running_mean.clone() for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d)]
+        return fit_projector(head, features, coordinates, **kwargs)
+
+    monkeypatch.setattr("hf_tcs.trainer.fit_projector", recording_fit)
+    torch.manual_seed(0)
+    config = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=NUM_LABELS
+    )
+    student = ResNetForImageClassification(config)
+    student.classifier.insert(1, nn.Dropout(0.5))  # (Flatten, Dropout, Linear): dropout before the head
+    norms = [m.running_mean.clone() for m in student.modules() if isinstance(m, nn.BatchNorm2d)]
+    args = make_args(tmp_path, max_steps=1, tcs_projector_init="least_squares")
+    trainer = TCSDistillationTrainer(model=student, args=args, train_dataset=labelled)
+    trainer.train()
+
+    for before, during in zip(norms, seen["norms"], strict=True):
+        assert torch.equal(before, during), "batch-norm statistics are left as they were"
+    pixels = trainer.train_dataset.with_format("torch")[:]["pixel_values"]
+    captured = []
+    hook = trainer.tcs_head.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0]))
+    with torch.no_grad():
+        trainer.model.eval()(pixel_values=pixels)
+    hook.remove()
+    clean = captured[0]
+    dropped = (seen["features"] == 0) & (clean != 0)
+    assert 0.3 < dropped.float().mean() < 0.7, "about half the features were dropped, as training drops them"

@@ -313,7 +313,13 @@ class TCSDistillationTrainer(Trainer):
     @torch.no_grad()
     def _fit_projector(self) -> float:
         """`fit_projector` on the head's inputs of up to `_PROJECTOR_FIT_EXAMPLES` training (then pool) examples,
-        drawn with the seed, read in eval mode (no dropout, no batch-norm update)."""
+        drawn with the seed.
+
+        The inputs are read as training reads them, with dropout (batch-norm layers in eval mode, so that their
+        statistics do not move): a map fitted on dropout-free features needs huge weights when the features are
+        small (a BERT pooler's: std 0.03), and the training-time noise they then amplify scored 1.4 on Banking77,
+        above the 0.95 of predicting zeros; fitted with the noise, 0.5.
+        """
         rng = np.random.default_rng(self._data_seed)
         sources = [(self.train_dataset, "training")]
         if self.unlabeled_dataset is not None:
@@ -322,7 +328,10 @@ class TCSDistillationTrainer(Trainer):
         captured = []
         hook = self.tcs_head.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach()))
         model, training = self.model, self.model.training
-        model.eval()
+        model.train()
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
         try:
             for dataset, description in sources:
                 view = self._remove_unused_columns(dataset, description)
