@@ -61,14 +61,28 @@ ARMS = {
     # the projector fitted by least squares on the student's initial features (tcs_projector_init).
     "tcs_pool_weight_1": "TCS + unlabelled pool, coordinate loss weight 1",
     "tcs_pool_least_squares": "TCS + unlabelled pool, projector fitted by least squares at the start",
+    "tcs_pool_least_squares_weight_1": "TCS + unlabelled pool, projector fitted by least squares, weight 1",
+    # The TCS head (least-squares projector, classifier on its k coordinates) with a negligible coordinate loss:
+    # what the factorised head alone does to cross-entropy fine-tuning.
+    "head_only": "the TCS head alone: least-squares projector, coordinate loss weight 1e-6",
 }
 TRAINED_ARMS = ["ce", "tcs_labelled", "tcs_pool"]  # the default arms (the teacher's probe needs no training)
-RUN_ORDER = ["ce", "tcs_pool", "tcs_labelled", "tcs_pool_weight_1", "tcs_pool_least_squares"]  # goals' pair first
+RUN_ORDER = [  # the goals' pair first
+    "ce",
+    "tcs_pool",
+    "tcs_labelled",
+    "tcs_pool_weight_1",
+    "tcs_pool_least_squares",
+    "tcs_pool_least_squares_weight_1",
+    "head_only",
+]
 # The TCSConfig options of the arms that do not train with its defaults.
 OPTIONS = {
     "ce": {"tcs_loss_weight": 0.0},
     "tcs_pool_weight_1": {"tcs_loss_weight": 1.0},
     "tcs_pool_least_squares": {"tcs_projector_init": "least_squares"},
+    "tcs_pool_least_squares_weight_1": {"tcs_projector_init": "least_squares", "tcs_loss_weight": 1.0},
+    "head_only": {"tcs_projector_init": "least_squares", "tcs_loss_weight": 1e-6},
 }
 SETTINGS = {
     "scratch": "BERT, 2 layers, hidden 256, 4 heads, from scratch, teacher's tokenizer; lr 5e-4",

@@ -223,7 +223,8 @@ def few_shot_section(name: str, data: dict, plots: Path) -> list[str]:
         axis.set_title(setting)
         axis.legend(fontsize="small")
     figure.suptitle("Banking77 few-shot")
-    plot = plots / "few_shot.png"
+    stem = Path(name).stem.removeprefix("bench_")  # few_shot; another file of this benchmark gets its own plots
+    plot = plots / f"{stem}.png"
     figure.savefig(plot, dpi=110)
 
     curves = [run for run in data.get("runs", []) if run.get("curve")]
@@ -240,11 +241,11 @@ def few_shot_section(name: str, data: dict, plots: Path) -> list[str]:
         axis.set_ylabel("test accuracy (%)")
         axis.legend(fontsize="small")
         figure.suptitle(f"Banking77 few-shot, accuracy against steps (seed {s.get('curve_seed', 0)})")
-        curve_plot = plots / "few_shot_curves.png"
+        curve_plot = plots / f"{stem}_curves.png"
         figure.savefig(curve_plot, dpi=110)
         curve_lines = [f"![Banking77 few-shot, accuracy against steps](plots/{curve_plot.name})", ""]
     return [
-        "## Banking77 few-shot",
+        "## Banking77 few-shot" + ("" if stem == "few_shot" else f" (`{name}`)"),
         "",
         f"Optimizer steps of batch {s.get('batch_size', 32)} in every arm: {s.get('max_steps', '?')} from scratch, "
         f"{s.get('pretrained_max_steps', '?')} for the pretrained student; the pool arm adds "
