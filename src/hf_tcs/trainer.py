@@ -11,10 +11,10 @@ loss only; an `unlabeled_dataset` (pool) adds a batch of them to every labelled 
 (`tcs_unlabeled_loss`). `save_model` writes the folded student: the unchanged model class and config, loadable
 without hf_tcs.
 
-The Trainer contract. Public hooks carry most of it (`compute_loss`, `training_step`, `create_optimizer`, `evaluate`,
-`log`, `save_model`, `create_model_card`, `push_to_hub`); these private `Trainer` members are used too, each read in
-transformers 5.24.0 (the oldest release setup.py allows and the one CI tests; recheck them, and the comment at each
-override, whenever CI moves to a newer release):
+The Trainer contract. Public hooks carry most of it (`train`, `compute_loss`, `training_step`, `create_optimizer`,
+`evaluate`, `log`, `save_model`, `create_model_card`, `push_to_hub`); these private `Trainer` members are used too,
+each read in transformers 5.24.0 (the oldest release setup.py allows and the one CI tests; recheck them, and the
+comment at each override, whenever CI moves to a newer release):
 - `_set_signature_columns_if_needed`: keeps the coordinate column through `remove_unused_columns=True` (as TRL does);
 - `_save_checkpoint`: marks checkpoint saves, which keep the unfolded head for resuming;
 - `_load_from_checkpoint`: reloads weights whose keys transformers 5 renames on save and does not map back on resume;
@@ -23,7 +23,8 @@ override, whenever CI moves to a newer release):
 - `_save`: keeps the Hub token out of the pickled `training_args.bin`;
 - `_push_from_checkpoint`: pushes the folded student, not the unfolded checkpoint; a copy of transformers' body,
   because that body copies the checkpoint's weights into the pushed folder with no hook in between;
-- `_remove_unused_columns` and `_train_batch_size` (read by `training_step` for the unlabelled pool).
+- `_remove_unused_columns` and `_train_batch_size` (read by `training_step` for the unlabelled pool; the first also
+  by `train` for the least-squares projector's rows), `_prepare_inputs` (moves those rows to the device).
 """
 
 from __future__ import annotations
