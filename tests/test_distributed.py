@@ -22,6 +22,7 @@ from transformers import ViTImageProcessor
 
 import hf_tcs.teachers
 from hf_tcs import CoordinateSystem, TCSConfig, load_teacher, precompute_teacher_features
+from hf_tcs.distributed import end_process_group
 from hf_tcs.teachers import Teacher
 
 WORKER = Path(__file__).parent / "distributed" / "run_tcs.py"
@@ -260,3 +261,12 @@ def test_trainer_runs_the_teacher_in_teacher_dtype_and_frees_it_before_training(
     trainer.train()
     with pytest.raises(ValueError, match="teacher_dtype='int8'"):
         TCSConfig(output_dir=str(tmp_path), teacher_dtype="int8")
+
+
+def test_end_process_group_destroys_the_launched_group_and_is_a_no_op_without_one(tmp_path):
+    end_process_group()  # no process group: nothing to do
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    assert torch.distributed.is_initialized()
+    end_process_group()
+    assert not torch.distributed.is_initialized()

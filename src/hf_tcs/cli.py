@@ -28,7 +28,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .config import TCSConfig, count_or_share
 from .data import DataArguments
-from .distributed import check_launch
+from .distributed import check_launch, end_process_group
 from .hub import HubPublishingError
 from .jobs import ModelCardArguments, PrecomputeArguments, PushArguments, distill, precompute, push
 from .models import StudentArguments
@@ -407,6 +407,7 @@ def run(job: Callable[..., Any], parser: TCSArgumentParser, args: Sequence[str] 
         logger.debug("Traceback of the error below:", exc_info=True)
         sys.stderr.write(f"{parser.prog}: error: {' '.join(str(error).split())}\n")
         return 2
+    end_process_group()
     return 0
 
 

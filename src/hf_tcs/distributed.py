@@ -30,6 +30,7 @@ from torch.distributed import distributed_c10d
 __all__ = [
     "check_launch",
     "distributed_state",
+    "end_process_group",
     "enter_teacher_pass",
     "fail_together",
     "merge_across_processes",
@@ -57,6 +58,18 @@ def shard_bounds(num_rows: int, num_shards: int, index: int) -> tuple[int, int]:
     size, remainder = divmod(num_rows, num_shards)
     start = index * size + min(index, remainder)
     return start, start + size + int(index < remainder)
+
+
+def end_process_group() -> None:
+    """Destroy the default process group of a launched run, at the end of its script (what accelerate's
+    `Accelerator.end_training` does).
+
+    Left to interpreter shutdown, gloo's threads can abort a process that has finished its work (`terminate called
+    without an active exception`, exit code -6, seen on two loaded CPU cores), and `accelerate launch` then reports a
+    failed run. A no-op outside a launched run.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def check_launch(args: Any) -> None:

@@ -130,6 +130,7 @@ def main(
     np.savez(out / f"rank{rank}.npz", **results)
     if unmatched_pass and rank == 1:
         precompute_teacher_features(datasets.load_from_disk(data).select(range(8)), encoder)
+    hf_tcs.distributed.end_process_group()
 
 
 if __name__ == "__main__":
