@@ -33,7 +33,7 @@ from transformers.trainer_pt_utils import AcceleratorConfig
 
 from .columns import teacher_provenance
 from .names import parse_model_name
-from .student import get_tcs_head
+from .student import PROJECTOR_MIN_R2, get_tcs_head
 
 __all__ = ["TCSModelCardData", "merge_user_text", "save_model_card"]
 
@@ -377,7 +377,7 @@ class TCSModelCardData:
             f"- **Loss:** cross-entropy + {self.loss_weight:g} x mean squared error on the active coordinates "
             f"(targets scaled: `{self.target_scaling}`).",
         ]
-        if self.projector_fit_r2 is not None and self.projector_fit_r2 > 0:
+        if self.projector_fit_r2 is not None and self.projector_fit_r2 >= PROJECTOR_MIN_R2:
             lines.append(
                 "- **Projector init:** least squares from the student's initial features to the teacher coordinates "
                 f"(explaining {self.projector_fit_r2:.1%} of their variance on held-out examples)."

@@ -139,11 +139,20 @@ class TCSHead(nn.Module):
 
 # The ridge penalties `fit_projector` chooses from, relative to the mean eigenvalue of the features' Gram matrix.
 PROJECTOR_RIDGES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+# The held-out R² below which `fit_projector` leaves the projector as it is. Measured on Banking77 (mpnet teacher):
+# a pretrained MiniLM student 0.47; a BERT from scratch 0.0006, whose fitted projector cost 2.7 points.
+PROJECTOR_MIN_R2 = 0.1
 
 
 @torch.no_grad()
 def fit_projector(
-    head: TCSHead, features: torch.Tensor, coordinates: torch.Tensor, *, held_out: float = 0.2, seed: int = 0
+    head: TCSHead,
+    features: torch.Tensor,
+    coordinates: torch.Tensor,
+    *,
+    held_out: float = 0.2,
+    seed: int = 0,
+    min_r2: float = PROJECTOR_MIN_R2,
 ) -> float:
     """Set ``head.projector`` to the ridge least-squares map from the student's features to the teacher coordinates.
 
@@ -155,8 +164,8 @@ def fit_projector(
 
     The ridge penalty is chosen from `PROJECTOR_RIDGES` (relative to the features' scale) by the R² on a held-out
     share of the examples, then the map is refitted on all of them. Features that do not predict the coordinates
-    (a randomly initialised student: its least-squares map fits noise, with huge weights) explain nothing of the
-    held-out examples: then the projector is left as it is.
+    (a randomly initialised student: its least-squares map fits noise) explain next to nothing of the held-out
+    examples: below `min_r2` the projector is left as it is.
 
     Args:
         head: the `TCSHead` whose projector is set (its classifier is left as it is).
@@ -164,10 +173,11 @@ def fit_projector(
         coordinates: ``(N, k)`` the scaled teacher coordinates of the same examples (the loss's targets).
         held_out: share of the examples that choose the ridge penalty.
         seed: seed of the held-out draw.
+        min_r2: the held-out R² the map must reach to be used.
 
     Returns:
         The share of the held-out targets' variance the chosen map explains (R²). The projector was set if and only
-        if it is positive; with fewer than 10 examples nothing is fitted and it is 0.
+        if it is at least `min_r2`; with fewer than 10 examples nothing is fitted and it is 0.
     """
     weight = head.projector.weight
     expected = (features.shape[0], head.num_coordinates)
@@ -206,7 +216,7 @@ def fit_projector(
     total = ((z[check] - z_mean) ** 2).sum().clamp(min=torch.finfo(torch.float64).tiny)
     scores = [float(1 - (((h[check] - h_mean) @ m + z_mean - z[check]) ** 2).sum() / total) for m in maps]
     best = max(range(len(scores)), key=scores.__getitem__)
-    if scores[best] <= 0:
+    if scores[best] < min_r2:
         return scores[best]
     h_mean, z_mean, (solution,) = solutions(torch.arange(count), [PROJECTOR_RIDGES[best]])
     weight.copy_(solution.T.to(weight.dtype))

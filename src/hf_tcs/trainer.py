@@ -63,6 +63,7 @@ from .model_card import TAGS, ModelCardWriter
 from .models import save_in_timm_format
 from .selection import TailoringCallback
 from .student import (
+    PROJECTOR_MIN_R2,
     attach_tcs_head,
     check_finite_weights,
     check_student,
@@ -115,8 +116,8 @@ class TCSDistillationTrainer(Trainer):
         coordinate_system: the coordinate system saved with the student (`tcs/`), when there is one.
         tcs_head: the student's TCS head while it trains (None without a coordinate loss).
         projector_fit_r2: with `tcs_projector_init="least_squares"`, the share of the teacher coordinates' variance
-            the fitted projector explains on held-out examples; the projector was set only if it is positive (None
-            before `train`, or without the fit).
+            the fitted projector explains on held-out examples; the projector was set only if it reached
+            `hf_tcs.student.PROJECTOR_MIN_R2` (None before `train`, or without the fit).
         model_card: the `ModelCardWriter` that remembers the card fields and writes the card on every save.
     """
 
@@ -359,14 +360,14 @@ class TCSDistillationTrainer(Trainer):
                 f"{hidden.shape[0]} for {targets.shape[0]} examples: use tcs_projector_init='random' for this student."
             )
         r2 = fit_projector(self.tcs_head, hidden, targets, seed=self._data_seed)
-        if r2 > 0:
+        if r2 >= PROJECTOR_MIN_R2:
             logger.info(f"TCS projector fitted by least squares on {taken} examples: held-out R² {r2:.3f}.")
         else:
             logger.warning(
-                f"tcs_projector_init='least_squares': the student's initial features explain nothing of the teacher "
-                f"coordinates of held-out examples (R² {r2:.3f} on {taken} examples; a student trained from scratch "
-                "has no such features yet), so the projector keeps its random init. Use tcs_projector_init='random' "
-                "for this student."
+                f"tcs_projector_init='least_squares': the student's initial features explain next to nothing of the "
+                f"teacher coordinates of held-out examples (R² {r2:.3f} on {taken} examples, below "
+                f"{PROJECTOR_MIN_R2}; a student trained from scratch has no such features yet), so the projector "
+                "keeps its random init. Use tcs_projector_init='random' for this student."
             )
         return r2
 
