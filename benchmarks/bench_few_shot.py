@@ -99,9 +99,12 @@ SETTINGS = {
     "classifier; lr 2e-4",
 }
 DEFAULT_SETTINGS = ["scratch", "pretrained"]
-LEARNING_RATES = {"scratch": 5e-4, "pretrained": 1e-4, "pretrained_l2": 2e-4}
-# The pretrained settings' students: bench_text_teachers.py's of the same build.
+# The pretrained settings' students: bench_text_teachers.py's of the same build, at its learning rates.
 PRETRAINED_STUDENTS = {"pretrained": "minilm_l6", "pretrained_l2": "minilm_l2"}
+LEARNING_RATES = {
+    "scratch": 5e-4,
+    **{setting: bench_text_teachers.LEARNING_RATES[student] for setting, student in PRETRAINED_STUDENTS.items()},
+}
 LOGGED_TERMS = ("ce_loss", "tcs_loss", "tcs_unlabeled_loss")
 COMPARED_SETTINGS = ("max_steps", "pretrained_max_steps", "train_examples", "test_examples", "data")
 
