@@ -253,3 +253,33 @@ def test_the_fit_reads_features_with_dropout_as_training_does_and_leaves_batch_n
     clean = captured[0]
     dropped = (seen["features"] == 0) & (clean != 0)
     assert 0.3 < dropped.float().mean() < 0.7, "about half the features were dropped, as training drops them"
+
+
+def test_a_refused_fit_leaves_the_run_exactly_as_the_random_init_would(tmp_path, labelled_and_pool, monkeypatch):
+    """The fit reads features with dropout; its masks come from a fork of the random state, so that a fit which
+    leaves the projector as it was (refused) does not shift the dropout masks, data order or anything else of the
+    training that follows."""
+    labelled, _ = labelled_and_pool
+
+    def run(init):
+        torch.manual_seed(0)
+        config = ResNetConfig(
+            embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=NUM_LABELS
+        )
+        student = ResNetForImageClassification(config)
+        student.classifier.insert(1, nn.Dropout(0.5))
+        args = make_args(tmp_path / init, max_steps=3, tcs_projector_init=init)
+        trainer = TCSDistillationTrainer(model=student, args=args, train_dataset=labelled)
+        trainer.train()
+        return trainer
+
+    refused = {}
+
+    def refusing_fit(head, features, coordinates, **kwargs):
+        refused["examples"] = features.shape[0]
+        return 0.0  # what `fit_projector` returns when the features predict nothing: the projector is left alone
+
+    monkeypatch.setattr("hf_tcs.trainer.fit_projector", refusing_fit)
+    fitted, random_start = run("least_squares"), run("random")
+    assert refused["examples"] == len(labelled) and fitted.projector_fit_r2 == 0.0
+    assert_same_weights(fitted.model, random_start.model)

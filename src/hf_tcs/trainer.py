@@ -320,7 +320,9 @@ class TCSDistillationTrainer(Trainer):
         The inputs are read as training reads them, with dropout (batch-norm layers in eval mode, so that their
         statistics do not move): a map fitted on dropout-free features needs huge weights when the features are
         small (a BERT pooler's: std 0.03), and the training-time noise they then amplify scored 1.4 on Banking77,
-        above the 0.95 of predicting zeros; fitted with the noise, 0.5.
+        above the 0.95 of predicting zeros; fitted with the noise, 0.5. The dropout masks come from a fork of the
+        random state, so that training then draws what it would draw without the fit (a refused fit, or a fit
+        that leaves the projector as it was, changes nothing of the run).
         """
         rng = np.random.default_rng(self._data_seed)
         sources = [(self.train_dataset, "training")]
@@ -334,24 +336,27 @@ class TCSDistillationTrainer(Trainer):
         for module in model.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.eval()
-        try:
-            for dataset, description in sources:
-                view = self._remove_unused_columns(dataset, description)
-                count = min(len(view), _PROJECTOR_FIT_EXAMPLES - taken)
-                order = np.sort(rng.permutation(len(view))[:count]).tolist()
-                for start in range(0, count, self.args.per_device_eval_batch_size):
-                    batch = self._prepare_inputs(
-                        self._collate(view, order[start : start + self.args.per_device_eval_batch_size])
-                    )
-                    coordinates.append(batch.pop(self.args.tcs_coordinate_column))
-                    batch.pop("labels", None)
-                    model(**batch)
-                    features.append(captured[-1])
-                    captured.clear()
-                taken += count
-        finally:
-            hook.remove()
-            model.train(training)
+        device = self.args.device
+        accelerator = [] if device.type == "cpu" else [device]
+        with torch.random.fork_rng(devices=accelerator, device_type=device.type if accelerator else None):
+            try:
+                for dataset, description in sources:
+                    view = self._remove_unused_columns(dataset, description)
+                    count = min(len(view), _PROJECTOR_FIT_EXAMPLES - taken)
+                    order = np.sort(rng.permutation(len(view))[:count]).tolist()
+                    for start in range(0, count, self.args.per_device_eval_batch_size):
+                        batch = self._prepare_inputs(
+                            self._collate(view, order[start : start + self.args.per_device_eval_batch_size])
+                        )
+                        coordinates.append(batch.pop(self.args.tcs_coordinate_column))
+                        batch.pop("labels", None)
+                        model(**batch)
+                        features.append(captured[-1])
+                        captured.clear()
+                    taken += count
+            finally:
+                hook.remove()
+                model.train(training)
         hidden = torch.cat(features).flatten(0, -2)
         targets = torch.cat(coordinates).to(hidden.device, torch.float32) * self.targets.scale.to(hidden.device)
         if hidden.shape[0] != targets.shape[0]:  # a head that scores every token: one feature per token, not per row
