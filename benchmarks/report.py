@@ -261,6 +261,32 @@ def few_shot_section(name: str, data: dict, plots: Path) -> list[str]:
     ]
 
 
+def cifar10_diagnostics(data: dict) -> list[str]:
+    """What says how much of the teacher a student takes in: the spectrum of the teacher features, and each arm's
+    last logged coordinate loss (mean over its runs; predicting the mean scores the share of the variance its k
+    coordinates keep)."""
+    spectrum = data.get("teacher_spectrum", {})
+    leading = spectrum.get("explained_by_leading", {})
+    lines = []
+    if leading:
+        shares = ", ".join(f"{k}: {float(v):.1%}" for k, v in leading.items())
+        needed = ", ".join(f"{share}: k = {k}" for share, k in spectrum.get("k_for_share", {}).items())
+        lines += [
+            f"Teacher features ({spectrum.get('feature_dim', '?')}-d): variance explained by the leading components "
+            f"({shares}); components needed ({needed}).",
+            "",
+        ]
+    losses: dict[str, list[float]] = {}
+    for run in data.get("runs", []):
+        if run.get("final_tcs_loss") is not None:
+            losses.setdefault(run["arm"], []).append(float(run["final_tcs_loss"]))
+    if losses:
+        labels = data.get("arms", {})
+        cells = "; ".join(f"{labels.get(arm, arm)}: {sum(values) / len(values):.3f}" for arm, values in losses.items())
+        lines += [f"Last logged coordinate loss: {cells}.", ""]
+    return lines
+
+
 def cifar10_section(name: str, data: dict, plots: Path) -> list[str]:
     s = data.get("settings", {})
     cost_only = data.get("cost_only", s.get("cost_only", False))
@@ -280,6 +306,7 @@ def cifar10_section(name: str, data: dict, plots: Path) -> list[str]:
         "",
         *arm_table(data, accuracies=not cost_only),
         "",
+        *([] if cost_only else cifar10_diagnostics(data)),
         teacher_pass_line(data, "images"),
         "",
         provenance(name, data),

@@ -188,6 +188,10 @@ def test_benchmarks_end_to_end(tmp_path, teacher_dirs, banking77_dir, one_thread
         for arm in BANKING77_ARMS:
             assert f"| {labels[arm]} | " in table
     assert "One-off teacher pass over the 200 training texts (cache bypassed)" in banking77_table
+    assert "Teacher features (32-d): variance explained by the leading components (1: " in cifar10_table
+    tcs_loss = f"{cifar10['arms']['tcs']}: {runs['tcs']['final_tcs_loss']:.3f}"
+    assert "Last logged coordinate loss: " in cifar10_table and tcs_loss in cifar10_table
+    assert f"{cifar10['arms']['ce']}: " not in cifar10_table.split("Last logged coordinate loss")[1]
     # A table row per setting that ran the arm: the 2 default settings, and pretrained_l2 its ce (and probe) only.
     table_rows = {"ce": 3, "teacher_probe": 3, "tcs_labelled": 2, "tcs_pool": 2}
     assert {arm: few_shot_table.count(f"| {bench_few_shot.ARMS[arm]} | ") for arm in table_rows} == table_rows
