@@ -105,7 +105,6 @@ LEARNING_RATES = {
     "scratch": 5e-4,
     **{setting: bench_text_teachers.LEARNING_RATES[student] for setting, student in PRETRAINED_STUDENTS.items()},
 }
-LOGGED_TERMS = ("ce_loss", "tcs_loss", "tcs_unlabeled_loss")
 COMPARED_SETTINGS = ("max_steps", "pretrained_max_steps", "train_examples", "test_examples", "data")
 
 
@@ -161,11 +160,7 @@ def run_job(job: dict) -> dict:
     curve = [
         [entry["step"], entry["eval_accuracy"]] for entry in trainer.state.log_history if "eval_accuracy" in entry
     ]
-    # The last logged training terms: whether the student learnt the coordinates (a loss near 1 is predicting 0).
-    logged = [entry for entry in trainer.state.log_history if "ce_loss" in entry]
-    terms = {f"last_{name}": logged[-1][name] for name in LOGGED_TERMS if logged and name in logged[-1]}
-    if trainer.projector_fit_r2 is not None:
-        terms["projector_fit_r2"] = round(trainer.projector_fit_r2, 4)
+    terms = {"projector_fit_r2": round(trainer.projector_fit_r2, 4)} if trainer.projector_fit_r2 is not None else {}
     return {
         **result,
         **terms,

@@ -445,6 +445,13 @@ def test_text_teachers_students_arms_and_inference_cost(tmp_path, teacher_dirs, 
     assert "Banking77 with a big teacher" in markdown and "| teacher (" in markdown
 
 
+def test_gap_closed_is_the_share_of_the_way_from_cross_entropy_to_the_probe():
+    assert report.gap_closed(0.80, 0.86, 0.92) == pytest.approx(0.5)
+    assert report.gap_closed(0.80, 0.78, 0.90) == pytest.approx(-0.2)  # TCS below cross-entropy: negative, not hidden
+    assert report.gap_closed(0.93, 0.94, 0.92) is None  # cross-entropy already above the probe: no gap to close
+    assert report.gap_closed(None, 0.9, 0.92) is None
+
+
 def test_inference_cost_counts_shared_parameters_once_and_restores_the_mode():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
     model[1].weight = model[0].weight

@@ -217,6 +217,17 @@ def test_a_student_whose_features_predict_nothing_keeps_its_random_projector_and
     assert "Projector init" not in TCSModelCardData.from_trainer(trainer).render().content
 
 
+def dropout_resnet() -> ResNetForImageClassification:
+    """A tiny ResNet (batch norm) with dropout before its classifier, from seed 0."""
+    torch.manual_seed(0)
+    config = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=NUM_LABELS
+    )
+    student = ResNetForImageClassification(config)
+    student.classifier.insert(1, nn.Dropout(0.5))  # (Flatten, Dropout, Linear): dropout before the head
+    return student
+
+
 def test_the_fit_reads_features_with_dropout_as_training_does_and_leaves_batch_norm_statistics_alone(
     tmp_path, labelled_and_pool, monkeypatch
 ):
@@ -231,12 +242,7 @@ def test_the_fit_reads_features_with_dropout_as_training_does_and_leaves_batch_n
         return fit_projector(head, features, coordinates, **kwargs)
 
     monkeypatch.setattr("hf_tcs.trainer.fit_projector", recording_fit)
-    torch.manual_seed(0)
-    config = ResNetConfig(
-        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=NUM_LABELS
-    )
-    student = ResNetForImageClassification(config)
-    student.classifier.insert(1, nn.Dropout(0.5))  # (Flatten, Dropout, Linear): dropout before the head
+    student = dropout_resnet()
     norms = [m.running_mean.clone() for m in student.modules() if isinstance(m, nn.BatchNorm2d)]
     args = make_args(tmp_path, max_steps=1, tcs_projector_init="least_squares")
     trainer = TCSDistillationTrainer(model=student, args=args, train_dataset=labelled)
@@ -262,14 +268,8 @@ def test_a_refused_fit_leaves_the_run_exactly_as_the_random_init_would(tmp_path,
     labelled, _ = labelled_and_pool
 
     def run(init):
-        torch.manual_seed(0)
-        config = ResNetConfig(
-            embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=NUM_LABELS
-        )
-        student = ResNetForImageClassification(config)
-        student.classifier.insert(1, nn.Dropout(0.5))
         args = make_args(tmp_path / init, max_steps=3, tcs_projector_init=init)
-        trainer = TCSDistillationTrainer(model=student, args=args, train_dataset=labelled)
+        trainer = TCSDistillationTrainer(model=dropout_resnet(), args=args, train_dataset=labelled)
         trainer.train()
         return trainer
 
