@@ -427,7 +427,12 @@ def test_text_teachers_students_arms_and_inference_cost(tmp_path, teacher_dirs, 
         assert costs[name]["latency"]["1"]["median_ms"] > 0
     # minilm_l2 keeps the first 2 of the (here 2-layer) encoder's layers; scratch_l2 is the 256-wide BERT.
     assert costs["scratch_l2"]["parameters"] != costs["minilm_l2"]["parameters"]
-    # --resume with fewer online-KD seeds: seed 1 adds only CE and TCS runs; latency is not measured again.
+    # Every run records the last logged loss terms: the coordinate term only where the arm trains it.
+    tcs_runs = [run for run in data["runs"] if run["arm"].endswith(":tcs")]
+    assert all(run["last_ce_loss"] > 0 for run in data["runs"] if run["arm"].endswith((":ce", ":tcs")))
+    assert tcs_runs and all(run["last_tcs_loss"] > 0 for run in tcs_runs)
+    # --resume with fewer online-KD seeds: seed 1 adds only the CE run and the ablation asked for; latency is not
+    # measured again.
     again = bench_text_teachers.main(
         cli(
             "in_process",
@@ -435,11 +440,11 @@ def test_text_teachers_students_arms_and_inference_cost(tmp_path, teacher_dirs, 
             **options,
             seeds=1,
             online_kd_seeds=0,
-            arms=["ce", "online_kd"],
+            arms=["ce", "online_kd", "tcs@weight=16"],
             students="minilm_l2",
         )
     )
-    assert sorted(r["arm"] for r in again["runs"] if r["seed"] == 1) == ["minilm_l2:ce"]
+    assert sorted(r["arm"] for r in again["runs"] if r["seed"] == 1) == ["minilm_l2:ce", "minilm_l2:tcs@weight=16"]
     assert again["inference"] == costs and again["teacher_pass"] == data["teacher_pass"]
     markdown = report.main(["--results", str(tmp_path)]).read_text()
     assert "Banking77 with a big teacher" in markdown and "| teacher (" in markdown
