@@ -26,7 +26,9 @@ Usage:
         [--epochs 4] [--teacher DIR]
         [--student_tokenizer DIR] [--data_dir DIR] [--max_train_samples N] [--max_test_samples N]
         [--output benchmarks/results/bench_text_teachers.json] [--in_process]
-Expected duration on 2 idle CPU cores: not measured yet (the session that wrote it shared 2 cores with 5 others).
+Expected duration on 2 idle CPU cores (measured, seed 0, 4 epochs): the teacher pass 9 min (once per results file),
+then per run about 3 min for `scratch_l2`, 6 min for `minilm_l2` and 18 min for `minilm_l6`, cross-entropy or TCS;
+the default 3 seeds of `ce` and `tcs` about 2 h 50 min in all; `online_kd` not measured yet.
 """
 
 from __future__ import annotations
